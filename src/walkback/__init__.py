@@ -1,0 +1,29 @@
+"""walkback: Variational Walkback (Goyal, Ke, Ganguli, Bengio, NIPS 2017) in PyTorch.
+
+A stochastic transition operator ``p_T(s'|s)`` trained to walk back along its own heating
+paths; sampling anneals from a broad Gaussian down to ``T = 1`` and keeps going.
+"""
+
+from .config import Config
+from .errors import CheckpointError, ConfigError, TrainingError, WalkbackError
+from .model import Walkback, build_model, load
+from .objective import BoundResult, variational_bound, walkback_loss, walkback_step_loss
+from .presets import PRESETS, get_preset
+from .prior import GaussianPrior
+from .sampler import ChainState, SampleResult, anneal, anneal_progressive
+from .schedule import (
+    cooling_temperatures, fixed_diffusion_betas, heating_temperatures, steps_until_variance,
+)
+from .trajectory import FixedDiffusionHeating, OperatorHeating, Trajectory, walk_away
+from .transition import GaussianStep, TransitionOperator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BoundResult", "ChainState", "CheckpointError", "Config", "ConfigError",
+    "FixedDiffusionHeating", "GaussianPrior", "GaussianStep", "OperatorHeating", "PRESETS",
+    "SampleResult", "TrainingError", "Trajectory", "TransitionOperator", "Walkback",
+    "WalkbackError", "anneal", "anneal_progressive", "build_model", "cooling_temperatures",
+    "fixed_diffusion_betas", "get_preset", "heating_temperatures", "load", "steps_until_variance",
+    "variational_bound", "walk_away", "walkback_loss", "walkback_step_loss",
+]

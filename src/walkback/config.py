@@ -1,0 +1,197 @@
+"""Run configuration: nested dataclasses, ``--set a.b=v`` overrides, JSON round trip.
+
+Unknown keys and values of the wrong type are rejected with a ``ConfigError`` naming them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "SampleConfig",
+    "Config",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "validate",
+]
+
+
+@dataclass
+class DataConfig:
+    name: str = "mog"  # a toy data set (data.toy.TOY_DATASETS)
+    num_train: int = 20000
+    num_heldout: int = 5000
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mlp"
+    form: str = "conditioned"  # "2017": backbone blind to T; "conditioned": gets log T
+    hidden: int = 256
+    depth: int = 3
+    alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F
+    min_var: float = 1e-6
+    init_var: float = 0.01  # softplus(G) at initialisation (the operator starts as a random walk)
+    cond_dim: int = 32
+
+
+@dataclass
+class ScheduleConfig:
+    num_steps: int = 30  # K
+    t0: float = 1.0
+    factor: float = 1.1  # f in T_t = T_0 f^(t-1)
+    n1: int = 0  # first steps at T = 1
+    max_variance: float = 0.0  # sigma2_max stop rule (0 = off)
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "paper"  # "paper" | "released" (2017 code, SPEC.md D1)
+    heating: str = "model"  # "model" (VW) | "fixed" (NET-style Gaussian diffusion)
+    mode: str = "online"  # "online": one update per heating step | "accumulate"
+    steps: int = 2000  # minibatches
+    batch_size: int = 1000
+    lr: float = 1e-3
+    ema: float = 0.995
+    grad_clip: float = 1.0
+    prior_momentum: float = 0.99
+    log_every: int = 50
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+
+
+@dataclass
+class SampleConfig:
+    num_samples: int = 5000
+    extra_steps: int = 0  # E steps at T = 1 after cooling
+    batch_size: int = 5000
+    num_paths: int = 16  # M for the importance-weighted bound
+
+
+@dataclass
+class Config:
+    preset: str = "mog"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.backbone": ("mlp",),
+    "model.form": ("2017", "conditioned"),
+    "train.objective": ("paper", "released"),
+    "train.heating": ("model", "fixed"),
+    "train.mode": ("online", "accumulate"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+
+def _parse(key: str, raw: str, kind: type) -> Any:
+    """Parse a ``--set`` string into ``kind`` (bool, int, float or str)."""
+    try:
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"--set {key}={raw}: expected a value of type {kind.__name__}") from None
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """Check a JSON value against the field type (ints are accepted for floats)."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"config key {key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _field_types(obj: Any) -> dict[str, type]:
+    hints = {"bool": bool, "int": int, "float": float, "str": str}
+    return {f.name: hints.get(str(f.type), f.type) for f in dataclasses.fields(obj)}
+
+
+def _set(config: Config, key: str, value: Any, parse: bool) -> None:
+    *parents, leaf = key.split(".")
+    target: Any = config
+    for part in parents:
+        if not dataclasses.is_dataclass(target) or part not in _field_types(target):
+            raise ConfigError(f"unknown config key: {key}")
+        target = getattr(target, part)
+    types = _field_types(target) if dataclasses.is_dataclass(target) else {}
+    if leaf not in types or dataclasses.is_dataclass(getattr(target, leaf)):
+        raise ConfigError(f"unknown config key: {key}")
+    kind = types[leaf]
+    setattr(target, leaf, _parse(key, value, kind) if parse else _coerce(key, value, kind))
+
+
+def apply_overrides(config: Config, overrides: list[str]) -> Config:
+    """Apply ``key=value`` strings (``train.lr=1e-3``) in place; returns ``config``."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key=value")
+        key, raw = item.split("=", 1)
+        _set(config, key.strip(), raw.strip(), parse=True)
+    return validate(config)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_from_dict(tree: dict[str, Any], base: Config | None = None) -> Config:
+    """Build a config from a nested dict (a preset or a saved config.json); rejects unknown keys."""
+    config = base if base is not None else Config()
+    for key, value in _flatten(tree).items():
+        _set(config, key, value, parse=False)
+    return validate(config)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_to_json(config: Config) -> str:
+    return json.dumps(config_to_dict(config), indent=2, sort_keys=True)
+
+
+def validate(config: Config) -> Config:
+    """Check choices and ranges; raise ``ConfigError`` naming the key."""
+    flat = _flatten(config_to_dict(config))
+    for key, options in CHOICES.items():
+        if flat[key] not in options:
+            raise ConfigError(f"config key {key}: {flat[key]!r} is not one of {', '.join(options)}")
+    positive = ("schedule.num_steps", "train.steps", "train.batch_size", "sample.num_samples",
+                "sample.batch_size", "sample.num_paths", "model.hidden", "model.depth",
+                "train.log_every", "train.checkpoint_every", "data.num_train", "data.num_heldout")
+    for key in positive:
+        if flat[key] <= 0:
+            raise ConfigError(f"config key {key}: must be > 0, got {flat[key]}")
+    if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
+        raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
+    if not 0 < flat["model.alpha"] < 1:
+        raise ConfigError(f"config key model.alpha: must be in (0, 1), got {flat['model.alpha']}")
+    if flat["schedule.factor"] < 1 or flat["schedule.t0"] <= 0:
+        raise ConfigError("config keys schedule.factor >= 1 and schedule.t0 > 0 are required")
+    return config

@@ -1,0 +1,156 @@
+"""``Walkback``: operator + prior + heating schedule, saved and loaded together.
+
+``save_pretrained(dir)`` writes ``model.safetensors`` and ``config.json``; ``load(path)`` reads
+either such a folder or a run folder (its ``model/`` subfolder, written at the end of training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import Config, config_from_dict, config_to_dict
+from .errors import CheckpointError
+from .models import MLPBackbone
+from .prior import GaussianPrior
+from .sampler import SampleResult, anneal
+from .schedule import fixed_diffusion_betas, heating_temperatures
+from .trajectory import FixedDiffusionHeating, HeatingPath, OperatorHeating
+from .transition import TransitionOperator
+
+__all__ = ["Walkback", "build_model", "load", "data_shape_of"]
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def data_shape_of(config: Config) -> tuple[int, ...]:
+    """The state shape of the configured data set (toys are 2-D points)."""
+    return (2,)
+
+
+class Walkback(nn.Module):
+    """A trained Variational Walkback model: ``operator``, ``prior`` and heating temperatures.
+
+    ``temperatures`` holds all ``K`` configured heating temperatures; ``num_active`` how many
+    are used (smaller than ``K`` when the ``sigma2_max`` stop rule ended heating early).
+    """
+
+    temperatures: torch.Tensor
+    num_active: torch.Tensor
+
+    def __init__(
+        self, operator: TransitionOperator, prior: GaussianPrior, temperatures: torch.Tensor,
+        *, heating: str = "model", config: Config | None = None,
+    ) -> None:
+        super().__init__()
+        self.operator = operator
+        self.prior = prior
+        self.heating = heating
+        self.config = config
+        self.register_buffer("temperatures", temperatures.to(torch.float64))
+        self.register_buffer("num_active", torch.tensor(len(temperatures)))
+
+    @property
+    def active_temperatures(self) -> torch.Tensor:
+        """Heating temperatures ``T_1..T_K`` in use (``K = num_active``)."""
+        return self.temperatures[: int(self.num_active)].cpu()
+
+    def heating_path(self, temperatures: torch.Tensor | None = None) -> HeatingPath:
+        """The inference path ``q`` at ``temperatures`` (default: the active ones): the operator
+        heated (VW) or a fixed Gaussian diffusion (the ``heating=fixed`` ablation)."""
+        temps = self.active_temperatures if temperatures is None else temperatures
+        if self.heating == "fixed":
+            return FixedDiffusionHeating(fixed_diffusion_betas(temps))
+        return OperatorHeating(self.operator, temps)
+
+    def sample(
+        self, num_samples: int, *, extra_steps: int = 0, batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SampleResult:
+        """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at ``T = 1``."""
+        return anneal(
+            self.operator, self.prior, self.active_temperatures, num_samples,
+            extra_steps=extra_steps, batch_size=batch_size, generator=generator,
+        )
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``model.safetensors`` and ``config.json`` (atomically) into ``directory``."""
+        from .checkpoint import atomic_write_bytes, atomic_write_text
+
+        if self.config is None:
+            raise ValueError("save_pretrained needs the model's config")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp = directory / f".{MODEL_FILE}.tmp"
+        save_file(state, str(tmp))
+        atomic_write_bytes(directory / MODEL_FILE, tmp.read_bytes())
+        tmp.unlink()
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config_to_dict(self.config), indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str = "cpu") -> Walkback:
+        """Rebuild a model saved by ``save_pretrained``."""
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_FILE, directory / MODEL_FILE
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise CheckpointError(f"{path}: file not found")
+        try:
+            config = config_from_dict(json.loads(config_path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{config_path}: not valid JSON ({exc.msg})") from None
+        try:
+            state = load_file(str(weights_path), device=device)
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{weights_path}: unreadable safetensors file ({exc})") from None
+        model = build_model(config).to(device)
+        load_state(model, state, weights_path)
+        return model
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """``load_state_dict`` with a one-line error naming ``source`` on any mismatch."""
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing = sorted(set(expected) - set(state))[:3]
+        extra = sorted(set(state) - set(expected))[:3]
+        raise CheckpointError(f"{source}: tensors do not match the model (missing {missing}, extra {extra})")
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise CheckpointError(f"{source}: tensor {key} has shape {tuple(value.shape)}, "
+                                  f"expected {tuple(expected[key].shape)}")
+    model.load_state_dict(state)
+
+
+def build_model(config: Config) -> Walkback:
+    """A freshly initialised ``Walkback`` for ``config`` (prior at N(0, I) until fitted)."""
+    shape = data_shape_of(config)
+    m, s = config.model, config.schedule
+    cond_dim = m.cond_dim if m.form == "conditioned" else 0
+    backbone = MLPBackbone(shape, hidden=m.hidden, depth=m.depth, cond_dim=cond_dim,
+                           init_var=m.init_var)
+    operator = TransitionOperator(
+        backbone, shape, form=m.form, alpha=m.alpha, min_var=m.min_var, cond_dim=m.cond_dim
+    )
+    temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
+    return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config)
+
+
+def load(path: str | Path, *, device: str = "cpu") -> Walkback:
+    """Load a model from a ``save_pretrained`` folder or a run folder (its EMA weights)."""
+    path = Path(path)
+    if (path / "model" / MODEL_FILE).is_file():
+        path = path / "model"
+    return Walkback.from_pretrained(path, device=device)
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())

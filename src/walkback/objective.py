@@ -1,0 +1,107 @@
+"""The walk-back loss and the variational bound (SPEC.md, "Objective").
+
+Symbols: ``s_0 = x``, heating path ``q(s_t | s_{t-1})``, cooling ``p_{T_t}(s_{t-1} | s_t)``,
+prior ``p*(s_K)``. Every function returns per-step, per-example terms; reduction happens in the
+training loop (loss) or in ``metrics.likelihood`` (bits/dim).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .prior import GaussianPrior
+from .trajectory import HeatingPath, Trajectory, walk_away
+from .transition import TransitionOperator
+
+__all__ = ["Objective", "walkback_step_loss", "walkback_loss", "BoundResult", "variational_bound"]
+
+Objective = Literal["paper", "released"]
+
+
+def walkback_step_loss(
+    operator: TransitionOperator,
+    s_prev: torch.Tensor,
+    s_next: torch.Tensor,
+    temperature: float,
+    objective: Objective = "paper",
+) -> torch.Tensor:
+    """One heating step's walk-back term per example, shape ``(B,)``.
+
+    ``paper``: ``-log p_T(s_{t-1} | s_t)``, the network applied to the later, hotter ``s_t``.
+    ``released`` (2017 code, SPEC.md D1): ``-log p_T(s_{t-1} | s_{t-1})``, the network applied to
+    the state it is scored on; its optimum is the identity map.
+    """
+    if objective == "paper":
+        return -operator.log_prob(s_prev, s_next.detach(), temperature)
+    if objective == "released":
+        return -operator.log_prob(s_prev, s_prev.detach(), temperature)
+    raise ValueError(f"objective must be 'paper' or 'released', got {objective!r}")
+
+
+def walkback_loss(
+    operator: TransitionOperator,
+    trajectory: Trajectory,
+    temperatures: torch.Tensor,
+    objective: Objective = "paper",
+) -> torch.Tensor:
+    """All walk-back terms of a heating path, shape ``(K, B)`` (sum over ``K`` for the loss)."""
+    states = trajectory.states
+    return torch.stack(
+        [
+            walkback_step_loss(operator, states[t], states[t + 1], float(temperatures[t]), objective)
+            for t in range(trajectory.num_steps)
+        ]
+    )
+
+
+@dataclass
+class BoundResult:
+    """Variational bound on ``log p(x)`` in nats, per example.
+
+    ``log_bound``: importance-weighted bound ``log (1/M) sum_m w_m``, shape ``(B,)``;
+    ``elbo``: the plain bound (mean of ``log w_m`` over paths), ``(B,)``;
+    ``step_terms``: ``log p(s_{t-1}|s_t) - log q(s_t|s_{t-1})`` averaged over paths, ``(K, B)``;
+    ``prior_term``: ``log p*(s_K)`` averaged over paths, ``(B,)``; ``num_paths``: ``M``.
+    """
+
+    log_bound: torch.Tensor
+    elbo: torch.Tensor
+    step_terms: torch.Tensor
+    prior_term: torch.Tensor
+    num_paths: int
+
+
+@torch.no_grad()
+def variational_bound(
+    operator: TransitionOperator,
+    prior: GaussianPrior,
+    heating: HeatingPath,
+    temperatures: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    num_paths: int = 1,
+    generator: torch.Generator | None = None,
+) -> BoundResult:
+    """``log w = log p*(s_K) + sum_t log p_{T_t}(s_{t-1}|s_t) - sum_t log q(s_t|s_{t-1})`` over
+    ``M = num_paths`` independent heating paths; returns the IW bound and its parts."""
+    log_w, step_terms, prior_terms = [], [], []
+    for _ in range(num_paths):
+        path = walk_away(heating, x, generator=generator)
+        log_p = -walkback_loss(operator, path, temperatures, "paper")
+        steps = log_p - path.log_q
+        prior_term = prior.log_prob(path.states[-1])
+        log_w.append(prior_term + steps.sum(0))
+        step_terms.append(steps)
+        prior_terms.append(prior_term)
+    log_w_all = torch.stack(log_w)
+    return BoundResult(
+        log_bound=torch.logsumexp(log_w_all, 0) - math.log(num_paths),
+        elbo=log_w_all.mean(0),
+        step_terms=torch.stack(step_terms).mean(0),
+        prior_term=torch.stack(prior_terms).mean(0),
+        num_paths=num_paths,
+    )

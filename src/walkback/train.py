@@ -1,0 +1,241 @@
+"""The ONE training loop of walkback, for every data set (phases: build, resume, step, maintenance).
+
+Per minibatch ``x``: walk away from ``x`` along the heating path (no gradient) and train the
+operator to walk back, minimising ``-log p_{T_t}(s_{t-1} | s_t)`` (SPEC.md), either with one
+optimizer step per heating step ("online") or one per path ("accumulate").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import (
+    Checkpoint, atomic_write_text, latest_checkpoint, load_checkpoint, optimizer_from_tensors,
+    optimizer_to_tensors, prune_checkpoints, save_checkpoint,
+)
+from .config import Config, config_from_dict, config_to_dict, config_to_json
+from .data.loader import DataSplits, batch_indices, load_splits
+from .errors import CheckpointError, ConfigError, TrainingError
+from .model import Walkback, build_model, load_state
+from .objective import walkback_loss, walkback_step_loss
+from .trajectory import walk_away
+
+__all__ = ["TrainResult", "train", "resolve_device", "load_run_config", "load_data"]
+
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model", "figures", "eval.json",
+             "samples.npz")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    model: Walkback  # the EMA weights, in eval mode
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key train.device: 'cuda' requested but no GPU is available")
+    return torch.device(name)
+
+
+def load_data(config: Config) -> DataSplits:
+    d = config.data
+    return load_splits(d.name, d.num_train, d.num_heldout, seed=config.seed)
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The resolved config saved in a run folder."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no run here (config.json not found)")
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def _prepare_run_dir(config: Config, run_dir: Path, resume: bool, overwrite: bool) -> None:
+    holds_run = (run_dir / "config.json").exists()
+    if resume and not holds_run:
+        raise CheckpointError(f"{run_dir}: nothing to resume (no config.json)")
+    if holds_run and not (resume or overwrite):
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume or --overwrite")
+    if overwrite and not resume:
+        for name in RUN_FILES:
+            target = run_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", config_to_json(config))
+
+
+def _ema_update(ema: Walkback, model: Walkback, decay: float) -> None:
+    """``theta_ema <- decay * theta_ema + (1 - decay) * theta``; buffers are copied."""
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p, 1 - decay)
+        for b_ema, b in zip(ema.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+def _update(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, loss: torch.Tensor,
+            config: Config, where: str) -> torch.Tensor:
+    """One optimizer step with the NaN/Inf guard; returns the gradient norm before clipping."""
+    if not torch.isfinite(loss):
+        raise TrainingError(f"non-finite loss ({float(loss)}) at {where}; stopping, nothing saved")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+    if not torch.isfinite(norm):
+        raise TrainingError(f"non-finite gradient norm at {where}; stopping, nothing saved")
+    opt.step()
+    _ema_update(ema, model, config.train.ema)
+    return norm
+
+
+def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, x: torch.Tensor,
+                     config: Config, generator: torch.Generator, step: int) -> dict[str, float]:
+    """Heat ``x`` and train the walk back; returns this minibatch's statistics."""
+    cfg, dim = config.train, math.prod(x.shape[1:])
+    max_var = config.schedule.max_variance or None
+    temps = model.temperatures.cpu()
+    heating = model.heating_path(temps)  # all K steps; the stop rule may end heating early
+    terms, norms = [], []
+    if cfg.mode == "online":
+        s = x
+        for t in range(heating.num_steps):
+            with torch.no_grad():
+                q = heating.step(s, t)
+                s_next = q.sample(generator=generator)
+            term = walkback_step_loss(model.operator, s, s_next, float(temps[t]), cfg.objective)
+            where = f"step {step}, heating step t={t + 1}, term -log p_T(s_t-1|s_t) at T={float(temps[t]):.4g}"
+            norms.append(_update(model, ema, opt, term.mean() / dim, config, where))
+            terms.append(term.detach().mean())
+            s = s_next
+            if max_var is not None and q.total_var.mean() >= max_var:
+                break
+    else:
+        path = walk_away(heating, x, generator=generator, max_variance=max_var)
+        per_step = walkback_loss(model.operator, path, temps, cfg.objective)
+        where = f"step {step}, sum over {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
+        norms.append(_update(model, ema, opt, per_step.sum(0).mean() / dim, config, where))
+        terms, s = list(per_step.detach().mean(1)), path.states[-1]
+    model.prior.update(s, config.train.prior_momentum)
+    model.num_active.fill_(len(terms))
+    _ema_update(ema, model, 1.0)  # copy prior and num_active; parameters unchanged
+    mean_term = float(torch.stack(terms).mean())
+    return {"loss_nats": mean_term, "loss_per_dim": mean_term / dim,
+            "grad_norm": float(torch.stack(norms).mean()), "num_heating_steps": len(terms),
+            "prior_var": float(model.prior.var.mean()), "updates": len(norms)}
+
+
+def _save(run_dir: Path, step: int, model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
+          generator: torch.Generator, config: Config) -> None:
+    opt_tensors, opt_meta = optimizer_to_tensors(opt)
+    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+               **{f"ema.{k}": v for k, v in ema.state_dict().items()},
+               **opt_tensors, "rng.generator": generator.get_state()}
+    meta = {"config": config_to_dict(config), "optimizer": opt_meta}
+    save_checkpoint(run_dir / "checkpoints", step, Checkpoint(tensors, meta))
+    prune_checkpoints(run_dir / "checkpoints", config.train.keep_checkpoints)
+
+
+def _restore(run_dir: Path, model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
+             generator: torch.Generator, config: Config) -> int:
+    """Load the newest checkpoint into model, EMA, optimizer and RNG; returns its step."""
+    path = latest_checkpoint(run_dir / "checkpoints")
+    if path is None:
+        return 0
+    ckpt = load_checkpoint(path)
+    saved = ckpt.meta.get("config", {})
+    for section in ("data", "model", "schedule"):
+        if saved.get(section) != config_to_dict(config)[section]:
+            raise ConfigError(f"{path}: the checkpoint's '{section}' config differs from this run's")
+
+    def part(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix):]: v for k, v in ckpt.tensors.items() if k.startswith(prefix)}
+
+    load_state(model, part("model."), path)
+    load_state(ema, part("ema."), path)
+    optimizer_from_tensors(opt, ckpt.tensors, ckpt.meta["optimizer"])
+    generator.set_state(ckpt.tensors["rng.generator"].cpu())
+    return int(ckpt.meta["step"])
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl``; on resume, records after the restored step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        kept = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= resume_step:
+                        kept.append(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by a kill: drop it and everything after
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, callback: Callable[[int], None] | None = None) -> TrainResult:
+    """Train ``config`` into ``run_dir``; ``resume`` continues from the newest checkpoint."""
+    run_dir = Path(run_dir)
+    _prepare_run_dir(config, run_dir, resume, overwrite)
+    cfg = config.train
+    device = resolve_device(cfg.device)
+
+    # --- build: data, model (prior fit to the data's moments), EMA copy, optimizer, RNG
+    data = load_data(config)
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    train_x = data.train.to(device)
+    model.prior.fit(train_x)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator(device).manual_seed(config.seed)
+
+    # --- resume: model, EMA, optimizer, prior, RNG and step (the step fixes the data position)
+    step = _restore(run_dir, model, ema, opt, generator, config) if resume else 0
+    log = MetricsLog(run_dir / "metrics.jsonl", step)
+
+    # --- step
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="batch")
+    started, updates = time.perf_counter(), 0
+    while step < cfg.steps:
+        x = train_x[batch_indices(len(train_x), cfg.batch_size, step, seed=config.seed).to(device)]
+        stats = _train_minibatch(model, ema, opt, x, config, generator, step)
+        step, updates = step + 1, updates + int(stats["updates"])
+        bar.update(1)
+
+        # --- maintenance: metrics, progress bar, checkpoints
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            elapsed = time.perf_counter() - started
+            log.write({"step": step, **stats, "updates_per_s": updates / elapsed,
+                       "examples_per_s": updates * len(x) / elapsed})
+            bar.set_postfix(loss=f"{stats['loss_nats']:.3f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _save(run_dir, step, model, ema, opt, generator, config)
+        if callback is not None:
+            callback(step)
+    bar.close()
+    ema.eval()
+    ema.save_pretrained(run_dir / "model")
+    return TrainResult(run_dir, step, ema)

@@ -1,0 +1,117 @@
+"""The transition operator ``p_T(s' | s) = N(s'; mean(s, T), T * var(s, T))`` (SPEC.md)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["GaussianStep", "TransitionOperator", "gaussian_log_prob", "log_temperature_embedding"]
+
+OperatorForm = Literal["2017", "conditioned"]
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """``log N(x; mean, diag(var))`` summed over all but the batch dimension, shape ``(B,)``."""
+    per_dim = -0.5 * (LOG_2PI + var.log() + (x - mean).square() / var)
+    return per_dim.flatten(1).sum(1)
+
+
+@dataclass
+class GaussianStep:
+    """One step of the operator at temperature ``T``: ``N(mean, T * var)``.
+
+    ``mean`` and ``var`` have the state's shape ``(B, *data_shape)``; ``temperature`` is a
+    scalar or has shape ``(B,)``.
+    """
+
+    mean: torch.Tensor
+    var: torch.Tensor
+    temperature: torch.Tensor
+
+    @property
+    def total_var(self) -> torch.Tensor:
+        """``T * var``, broadcast to the state's shape."""
+        t = self.temperature.to(self.var.dtype)
+        return self.var * t.reshape(t.shape + (1,) * (self.var.dim() - t.dim()))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p_T(x | s)`` per example, shape ``(B,)``."""
+        return gaussian_log_prob(x, self.mean, self.total_var)
+
+    def sample(self, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``s' = mean + sqrt(T * var) * eps``."""
+        eps = torch.randn(
+            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
+        return self.mean + self.total_var.sqrt() * eps
+
+
+def log_temperature_embedding(temperature: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of ``log T``, shape ``(B, dim)`` (``dim`` even)."""
+    half = dim // 2
+    freqs = torch.exp(torch.linspace(0.0, math.log(100.0), half, device=temperature.device))
+    angles = temperature.float().log()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class TransitionOperator(nn.Module):
+    """A diagonal-Gaussian transition operator built around a backbone ``(s, cond) -> (F, G)``.
+
+    ``mean = alpha * s + (1 - alpha) * F``, ``var = softplus(G) + min_var``, noise ``T * var``.
+    form ``"2017"``: the backbone does not see T (``cond=None``), as in the 2017 code.
+    form ``"conditioned"``: the backbone gets an embedding of ``log T`` (``cond``, width
+    ``cond_dim``).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        data_shape: tuple[int, ...],
+        *,
+        form: OperatorForm = "2017",
+        alpha: float = 0.5,
+        min_var: float = 1e-6,
+        cond_dim: int = 32,
+    ) -> None:
+        super().__init__()
+        if form not in ("2017", "conditioned"):
+            raise ValueError(f"form must be '2017' or 'conditioned', got {form!r}")
+        self.backbone = backbone
+        self.data_shape = tuple(data_shape)
+        self.form = form
+        self.alpha = alpha
+        self.min_var = min_var
+        self.cond_dim = cond_dim
+
+    def forward(self, s: torch.Tensor, temperature: float | torch.Tensor) -> GaussianStep:
+        """The Gaussian ``p_T(. | s)`` for states ``s`` of shape ``(B, *data_shape)``."""
+        t = torch.as_tensor(temperature, dtype=torch.float32, device=s.device)
+        cond = None
+        if self.form == "conditioned":
+            cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim)
+        f, g = self.backbone(s, cond)
+        mean = self.alpha * s + (1 - self.alpha) * f.to(s.dtype)
+        var = F.softplus(g.to(s.dtype)) + self.min_var
+        return GaussianStep(mean=mean, var=var, temperature=t)
+
+    def log_prob(
+        self, s_next: torch.Tensor, s: torch.Tensor, temperature: float | torch.Tensor
+    ) -> torch.Tensor:
+        """``log p_T(s_next | s)`` per example, shape ``(B,)``."""
+        return self(s, temperature).log_prob(s_next)
+
+    def sample(
+        self,
+        s: torch.Tensor,
+        temperature: float | torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw ``s' ~ p_T(. | s)``."""
+        return self(s, temperature).sample(generator=generator)
