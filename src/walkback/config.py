@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .data.toy import TOY_DATASETS
 from .errors import ConfigError
 
 __all__ = [
@@ -91,6 +92,7 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    "data.name": TOY_DATASETS,
     "model.backbone": ("mlp",),
     "model.form": ("2017", "conditioned"),
     "train.objective": ("paper", "released"),

@@ -78,7 +78,8 @@ def _prepare_run_dir(config: Config, run_dir: Path, resume: bool, overwrite: boo
             target = run_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", config_to_json(config))
+    if not resume:  # on resume, config.json is rewritten once the checkpoint is accepted
+        atomic_write_text(run_dir / "config.json", config_to_json(config))
 
 
 def _ema_update(ema: Walkback, model: Walkback, decay: float) -> None:
@@ -94,7 +95,7 @@ def _update(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, loss: to
             config: Config, where: str) -> torch.Tensor:
     """One optimizer step with the NaN/Inf guard; returns the gradient norm before clipping."""
     if not torch.isfinite(loss):
-        raise TrainingError(f"non-finite loss ({float(loss)}) at {where}; stopping, nothing saved")
+        raise TrainingError(f"non-finite loss ({loss.item()}) at {where}; stopping, nothing saved")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
@@ -214,6 +215,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
 
     # --- resume: model, EMA, optimizer, prior, RNG and step (the step fixes the data position)
     step = _restore(run_dir, model, ema, opt, generator, config) if resume else 0
+    if resume:
+        atomic_write_text(run_dir / "config.json", config_to_json(config))
     log = MetricsLog(run_dir / "metrics.jsonl", step)
 
     # --- step

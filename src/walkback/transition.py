@@ -91,10 +91,11 @@ class TransitionOperator(nn.Module):
 
     def forward(self, s: torch.Tensor, temperature: float | torch.Tensor) -> GaussianStep:
         """The Gaussian ``p_T(. | s)`` for states ``s`` of shape ``(B, *data_shape)``."""
-        t = torch.as_tensor(temperature, dtype=torch.float32, device=s.device)
+        dtype = s.dtype if s.is_floating_point() else torch.float32
+        t = torch.as_tensor(temperature, dtype=dtype, device=s.device)
         cond = None
         if self.form == "conditioned":
-            cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim)
+            cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim).to(dtype)
         f, g = self.backbone(s, cond)
         mean = self.alpha * s + (1 - self.alpha) * f.to(s.dtype)
         var = F.softplus(g.to(s.dtype)) + self.min_var

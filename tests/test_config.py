@@ -1,0 +1,96 @@
+"""Config: typed overrides, unknown keys and wrong types rejected, choices, round trips, presets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from walkback.config import Config, apply_overrides, config_from_dict, config_to_dict, config_to_json
+from walkback.errors import ConfigError
+from walkback.presets import PRESETS, get_preset
+
+
+def test_overrides_parse_int_float_str() -> None:
+    config = apply_overrides(Config(), ["train.steps=7", "train.lr=0.01", "data.name=spiral",
+                                        "schedule.factor=2", "model.form=2017"])
+    assert config.train.steps == 7 and type(config.train.steps) is int
+    assert config.train.lr == 0.01 and type(config.train.lr) is float
+    assert config.schedule.factor == 2.0 and type(config.schedule.factor) is float
+    assert config.data.name == "spiral" and config.model.form == "2017"
+    assert type(config.model.form) is str
+    assert Config().train.steps != 7  # defaults untouched (no shared mutable state)
+
+
+def test_override_value_may_contain_equals_sign_and_spaces() -> None:
+    config = apply_overrides(Config(), [" train.lr = 1e-4 "])
+    assert config.train.lr == 1e-4
+
+
+@pytest.mark.parametrize("key", ["train.foo", "nosuch.lr", "train", "train.lr.x", "seed.x", "foo"])
+def test_unknown_key_raises_naming_it(key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        apply_overrides(Config(), [f"{key}=1"])
+
+
+@pytest.mark.parametrize("item", ["train.steps=1.5", "train.steps=abc", "train.lr=fast", "seed=x"])
+def test_wrong_type_raises(item: str) -> None:
+    key = item.split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        apply_overrides(Config(), [item])
+
+
+def test_override_without_equals_sign_raises() -> None:
+    with pytest.raises(ConfigError, match="train.steps"):
+        apply_overrides(Config(), ["train.steps"])
+
+
+@pytest.mark.parametrize(
+    ("item", "key"),
+    [("train.objective=foo", "train.objective"), ("model.form=2018", "model.form"),
+     ("train.mode=sometimes", "train.mode"), ("train.heating=none", "train.heating")],
+)
+def test_choices_are_validated(item: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        apply_overrides(Config(), [item])
+
+
+@pytest.mark.parametrize(
+    ("item", "key"),
+    [("train.steps=0", "train.steps"), ("schedule.num_steps=-1", "schedule.num_steps"),
+     ("model.alpha=1.0", "model.alpha"), ("schedule.n1=99", "schedule.n1")],
+)
+def test_ranges_are_validated(item: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        apply_overrides(Config(), [item])
+
+
+def test_round_trip_through_dict_and_json() -> None:
+    config = apply_overrides(Config(), ["train.lr=3e-4", "seed=5", "data.name=circle",
+                                        "schedule.max_variance=0.5", "model.form=2017"])
+    tree = config_to_dict(config)
+    assert config_from_dict(tree) == config
+    assert config_from_dict(json.loads(config_to_json(config))) == config
+    assert config_from_dict(tree) != Config()
+
+
+def test_from_dict_rejects_unknown_keys_and_wrong_types() -> None:
+    with pytest.raises(ConfigError, match=r"train\.bogus"):
+        config_from_dict({"train": {"bogus": 1}})
+    with pytest.raises(ConfigError, match=r"train\.steps"):
+        config_from_dict({"train": {"steps": "ten"}})
+    with pytest.raises(ConfigError, match=r"train\.steps"):
+        config_from_dict({"train": {"steps": 2.5}})
+    assert config_from_dict({"train": {"lr": 1}}).train.lr == 1.0  # an int is accepted for a float
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_resolves(name: str) -> None:
+    config = get_preset(name)
+    assert isinstance(config, Config) and config.preset == name
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_unknown_preset_raises() -> None:
+    with pytest.raises(ConfigError, match="no-such-preset"):
+        get_preset("no-such-preset")

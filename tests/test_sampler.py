@@ -1,0 +1,126 @@
+"""Sampling: determinism, the chain's temperatures, batching, and the exact marginal of a
+linear-Gaussian operator."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from walkback.metrics.gaussian import LinearGaussian, cooling_moments
+from walkback.models import LinearGaussianBackbone, MLPBackbone
+from walkback.prior import GaussianPrior
+from walkback.sampler import anneal, anneal_progressive, chain_temperatures
+from walkback.schedule import heating_temperatures
+from walkback.transition import TransitionOperator
+
+F64 = torch.float64
+HEAT = heating_temperatures(5, factor=1.5, n1=1)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _mlp_operator(form: str = "conditioned") -> TransitionOperator:
+    torch.manual_seed(0)
+    backbone = MLPBackbone((2,), hidden=16, depth=2, cond_dim=8 if form == "conditioned" else 0)
+    with torch.no_grad():
+        backbone.head.weight.normal_(0, 0.3)
+    return TransitionOperator(backbone, (2,), form=form, cond_dim=8)
+
+
+def _prior() -> GaussianPrior:
+    prior = GaussianPrior((2,))
+    prior.mean.copy_(torch.tensor([0.5, -0.5]))
+    prior.var.copy_(torch.tensor([2.0, 1.0]))
+    return prior
+
+
+@pytest.mark.parametrize("form", ["2017", "conditioned"])
+def test_same_seed_same_samples_different_seed_different(form: str) -> None:
+    op, prior = _mlp_operator(form), _prior()
+    a = anneal(op, prior, HEAT, 100, extra_steps=3, generator=_gen(1))
+    b = anneal(op, prior, HEAT, 100, extra_steps=3, generator=_gen(1))
+    c = anneal(op, prior, HEAT, 100, extra_steps=3, generator=_gen(2))
+    assert torch.equal(a.samples, b.samples) and torch.equal(a.means, b.means)
+    assert not torch.equal(a.samples, c.samples)
+    assert a.samples.shape == a.means.shape == (100, 2)
+    assert not a.samples.requires_grad
+
+
+def test_progressive_yields_k_plus_e_plus_one_states_with_cooling_temperatures() -> None:
+    op, prior, extra = _mlp_operator(), _prior(), 3
+    states = list(anneal_progressive(op, prior, HEAT, 10, extra_steps=extra, generator=_gen(3)))
+    k = len(HEAT)
+    assert len(states) == k + extra + 1
+    assert [s.index for s in states] == list(range(k + extra + 1))
+    expected = [float(HEAT[-1])] + list(reversed(HEAT.tolist())) + [1.0] * extra
+    assert [s.temperature for s in states] == pytest.approx(expected, rel=0, abs=1e-12)
+    assert chain_temperatures(HEAT, extra).tolist() == expected[1:]
+    assert states[0].mean is None and all(s.mean is not None for s in states[1:])
+    assert all(s.state.shape == (10, 2) for s in states)
+    # the final state of the progressive chain is what anneal returns, with the same seed
+    final = anneal(op, prior, HEAT, 10, extra_steps=extra, generator=_gen(3))
+    assert torch.equal(final.samples, states[-1].state) and torch.equal(final.means, states[-1].mean)
+
+
+def test_progressive_states_follow_the_operator() -> None:
+    """Each state is the previous one pushed through the operator at the listed temperature:
+    the yielded mean is ``mean(previous state, T)``."""
+    op, prior = _mlp_operator(), _prior()
+    states = list(anneal_progressive(op, prior, HEAT, 20, extra_steps=2, generator=_gen(4)))
+    with torch.no_grad():
+        for prev, cur in zip(states[:-1], states[1:]):
+            torch.testing.assert_close(cur.mean, op(prev.state, cur.temperature).mean)
+
+
+def test_batches_consume_the_generator_in_order() -> None:
+    """With batch_size=7, the first batch equals an unbatched run of 7 chains with the same seed,
+    and batching changes only the order in which random numbers are used (shapes, no NaN)."""
+    op, prior = _mlp_operator(), _prior()
+    batched = anneal(op, prior, HEAT, 30, extra_steps=2, batch_size=7, generator=_gen(5))
+    first = anneal(op, prior, HEAT, 7, extra_steps=2, generator=_gen(5))
+    assert batched.samples.shape == batched.means.shape == (30, 2)
+    assert torch.isfinite(batched.samples).all()
+    assert torch.equal(batched.samples[:7], first.samples)
+    assert torch.equal(batched.means[:7], first.means)
+    assert not torch.equal(batched.samples[7:14], first.samples)  # next batch: fresh randomness
+
+
+def _linear_setup() -> tuple[TransitionOperator, GaussianPrior, LinearGaussian]:
+    w = torch.tensor([[0.7, -0.5], [0.4, 0.6]], dtype=F64)
+    backbone = LinearGaussianBackbone(2, weight=w, bias=torch.tensor([0.4, -0.1], dtype=F64),
+                                      log_var=torch.tensor([0.04, 0.09], dtype=F64).log(), dtype=F64)
+    op = TransitionOperator(backbone, (2,), form="2017", alpha=0.5, min_var=0.0)
+    prior = GaussianPrior((2,)).double()
+    prior.mean.copy_(torch.tensor([1.0, -2.0], dtype=F64))
+    prior.var.copy_(torch.tensor([3.0, 0.5], dtype=F64))
+    return op, prior, LinearGaussian.from_operator(op)
+
+
+@pytest.mark.parametrize(("extra", "batch_size"), [(0, None), (4, None), (4, 997)])
+def test_annealed_moments_match_the_exact_marginal(extra: int, batch_size: int | None) -> None:
+    op, prior, exact = _linear_setup()
+    n = 40_000
+    result = anneal(op, prior, HEAT, n, extra_steps=extra, batch_size=batch_size, generator=_gen(6))
+    mean, cov = cooling_moments(exact, HEAT, prior.mean, prior.var, extra_steps=extra)
+    x = result.samples
+    assert x.dtype == F64 and x.shape == (n, 2)
+    se_mean = (torch.diagonal(cov) / n).sqrt()
+    assert bool(((x.mean(0) - mean).abs() < 5 * se_mean).all()), (x.mean(0), mean)
+    # Var of a Gaussian sample covariance entry: (S_ii S_jj + S_ij^2) / n
+    emp_cov = torch.cov(x.T)
+    se_cov = ((torch.outer(torch.diagonal(cov), torch.diagonal(cov)) + cov**2) / n).sqrt()
+    assert bool(((emp_cov - cov).abs() < 5 * se_cov).all()), (emp_cov, cov)
+    # the displayed means are the last step's means, M s + c of the state before it
+    assert not torch.equal(result.means, result.samples)
+
+
+def test_cooling_moments_differ_from_prior_moments() -> None:
+    """Guard against a vacuous marginal test: the chain moves the prior's moments a lot."""
+    op, prior, exact = _linear_setup()
+    mean, cov = cooling_moments(exact, HEAT, prior.mean, prior.var)
+    assert float((mean - prior.mean).abs().max()) > 0.5
+    assert math.isfinite(float(cov.det())) and float(cov.det()) > 0

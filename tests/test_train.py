@@ -1,0 +1,222 @@
+"""The training loop: determinism, resume == uninterrupted, the NaN guard, run-folder safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import walkback.train as train_module
+from walkback.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from walkback.config import Config, apply_overrides
+from walkback.errors import CheckpointError, ConfigError, TrainingError
+from walkback.train import train
+
+TINY = [
+    "model.hidden=16", "model.depth=2", "train.steps=20", "data.num_train=2000",
+    "data.num_heldout=200", "schedule.num_steps=5", "train.batch_size=200", "train.log_every=5",
+    "train.checkpoint_every=5", "train.device=cpu", "train.keep_checkpoints=2",
+]
+TIMING = ("updates_per_s", "examples_per_s")
+
+
+def _config(*extra: str) -> Config:
+    return apply_overrides(Config(), [*TINY, *extra])
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _steps(run_dir: Path) -> list[int]:
+    return [int(p.stem.split("_")[1]) for p in list_checkpoints(run_dir / "checkpoints")]
+
+
+def _assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+class _Kill:
+    """A callback that simulates a kill (KeyboardInterrupt) right after step ``at``."""
+
+    def __init__(self, at: int | None = None) -> None:
+        self.at, self.seen = at, []
+
+    def __call__(self, step: int) -> None:
+        self.seen.append(step)
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------- (i) determinism
+
+
+def test_same_seed_same_weights_and_samples(tmp_path: Path) -> None:
+    a = train(_config(), tmp_path / "a", progress=False)
+    b = train(_config(), tmp_path / "b", progress=False)
+    c = train(_config("seed=1"), tmp_path / "c", progress=False)
+    assert a.step == b.step == 20
+    _assert_same_tensors(a.model.state_dict(), b.model.state_dict())
+    _assert_same_tensors(load_checkpoint(latest_checkpoint(tmp_path / "a" / "checkpoints")).tensors,
+                         load_checkpoint(latest_checkpoint(tmp_path / "b" / "checkpoints")).tensors)
+    assert not torch.equal(a.model.operator.backbone.head.weight, c.model.operator.backbone.head.weight)
+    # training moved the weights away from the (zero) initial head
+    assert float(a.model.operator.backbone.head.weight.abs().max()) > 0
+    sa = a.model.sample(64, extra_steps=2, generator=torch.Generator().manual_seed(3))
+    sb = b.model.sample(64, extra_steps=2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sa.samples, sb.samples) and torch.equal(sa.means, sb.means)
+    assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- (ii) resume == uninterrupted
+
+
+@pytest.mark.parametrize("mode", ["online", "accumulate"])
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path: Path, mode: str) -> None:
+    config = _config(f"train.mode={mode}")
+    full = train(config, tmp_path / "a", progress=False)
+
+    killed = _Kill(at=13)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "b", progress=False, callback=killed)
+    assert killed.seen[-1] == 13
+    assert _steps(tmp_path / "b") == [5, 10]
+    assert [r["step"] for r in _metrics(tmp_path / "b")] == [5, 10]
+    assert not (tmp_path / "b" / "model").exists()
+
+    resumed_steps = _Kill()
+    resumed = train(config, tmp_path / "b", resume=True, progress=False, callback=resumed_steps)
+    assert resumed_steps.seen == list(range(11, 21))  # continued from the step-10 checkpoint
+    assert resumed.step == full.step == 20
+
+    # final weights, EMA, prior buffers, optimizer and RNG state: bit-identical
+    ckpt_a = load_checkpoint(latest_checkpoint(tmp_path / "a" / "checkpoints"))
+    ckpt_b = load_checkpoint(latest_checkpoint(tmp_path / "b" / "checkpoints"))
+    assert ckpt_a.meta["step"] == ckpt_b.meta["step"] == 20
+    _assert_same_tensors(ckpt_a.tensors, ckpt_b.tensors)
+    assert {"model.prior.mean", "model.prior.var", "ema.prior.mean", "ema.prior.var"} <= ckpt_a.tensors.keys()
+    _assert_same_tensors(full.model.state_dict(), resumed.model.state_dict())
+    assert _steps(tmp_path / "a") == _steps(tmp_path / "b") == [15, 20]
+
+    # metrics.jsonl: same steps and same values (up to wall-clock throughput)
+    ma, mb = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
+    assert [r["step"] for r in ma] == [r["step"] for r in mb] == [5, 10, 15, 20]
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING} for r in rs]  # noqa: E731
+    assert strip(ma) == strip(mb)
+
+
+# ---------------------------------------------------------------- (iii) NaN guard
+
+
+@pytest.mark.parametrize("mode", ["online", "accumulate"])
+def test_huge_learning_rate_raises_training_error_naming_step_and_term(tmp_path: Path, mode: str) -> None:
+    with pytest.raises(TrainingError, match=r"step \d+.*-log p_T\(s_t-1\|s_t\)"):
+        train(_config(f"train.mode={mode}", "train.lr=1e30"), tmp_path, progress=False)
+    assert list_checkpoints(tmp_path / "checkpoints") == []
+    assert not (tmp_path / "model").exists()
+
+
+def test_nan_loss_midway_stops_without_writing_a_new_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """A loss that turns NaN in minibatch index 7 (after the step-5 checkpoint), heating step 4."""
+    real, calls = train_module.walkback_step_loss, {"n": 0}
+    fail_at = 7 * 5 + 3  # online mode: K = 5 calls per minibatch
+
+    def poisoned(*args, **kwargs) -> torch.Tensor:
+        loss = real(*args, **kwargs)
+        calls["n"] += 1
+        return loss * float("nan") if calls["n"] == fail_at + 1 else loss
+
+    monkeypatch.setattr(train_module, "walkback_step_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"step 7, heating step t=4, term -log p_T") as info:
+        train(_config("train.mode=online"), tmp_path, progress=False)
+    assert "nan" in str(info.value)
+    assert _steps(tmp_path) == [5]
+    assert [r["step"] for r in _metrics(tmp_path)] == [5]
+    assert not (tmp_path / "model").exists()
+
+
+def test_nan_loss_in_accumulate_mode(tmp_path: Path, monkeypatch) -> None:
+    real, calls = train_module.walkback_loss, {"n": 0}
+
+    def poisoned(*args, **kwargs) -> torch.Tensor:
+        loss = real(*args, **kwargs)
+        calls["n"] += 1
+        return loss * float("inf") if calls["n"] == 12 else loss  # minibatch index 11
+
+    monkeypatch.setattr(train_module, "walkback_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"step 11, sum over 5 heating steps of -log p_T"):
+        train(_config("train.mode=accumulate"), tmp_path, progress=False)
+    assert _steps(tmp_path) == [5, 10]
+    assert not (tmp_path / "model").exists()
+
+
+# ---------------------------------------------------------------- (iv) run-folder safety
+
+
+def test_existing_run_is_refused_without_resume_or_overwrite(tmp_path: Path) -> None:
+    train(_config("train.steps=5"), tmp_path, progress=False)
+    before = (tmp_path / "config.json").read_bytes()
+    ckpts_before = _steps(tmp_path)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(_config("train.steps=10", "train.lr=0.5"), tmp_path, progress=False)
+    assert (tmp_path / "config.json").read_bytes() == before
+    assert _steps(tmp_path) == ckpts_before
+    # overwrite starts afresh: the new config is written, old checkpoints are gone
+    train(_config("train.steps=3", "train.checkpoint_every=3"), tmp_path, overwrite=True, progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 3
+    assert _steps(tmp_path) == [3]
+
+
+def test_resume_without_a_run_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(_config(), tmp_path / "empty", resume=True, progress=False)
+
+
+# ---------------------------------------------------------------- (v) corrupt checkpoint on resume
+
+
+def _killed_run(run_dir: Path) -> Path:
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(), run_dir, progress=False, callback=_Kill(at=13))
+    latest = latest_checkpoint(run_dir / "checkpoints")
+    assert latest is not None and latest.name == "ckpt_00000010.json"
+    return latest
+
+
+def test_resume_with_corrupt_latest_checkpoint_names_the_file(tmp_path: Path) -> None:
+    latest = _killed_run(tmp_path)
+    weights = latest.with_suffix(".safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"ckpt_00000010\.safetensors"):
+        train(_config(), tmp_path, resume=True, progress=False)
+
+
+def test_resume_with_corrupt_sidecar_names_the_file(tmp_path: Path) -> None:
+    latest = _killed_run(tmp_path)
+    latest.write_text(latest.read_text()[:25])
+    with pytest.raises(CheckpointError, match=r"ckpt_00000010\.json"):
+        train(_config(), tmp_path, resume=True, progress=False)
+
+
+def _refused_resume(run_dir: Path) -> bytes:
+    train(_config("train.steps=10"), run_dir, progress=False)
+    before = (run_dir / "config.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"ckpt_00000010\.json.*'model' config differs"):
+        train(_config("train.steps=20", "model.hidden=32"), run_dir, resume=True, progress=False)
+    return before
+
+
+def test_resume_with_an_incompatible_model_config_is_refused(tmp_path: Path) -> None:
+    _refused_resume(tmp_path)
+    assert _steps(tmp_path) == [5, 10]
+
+
+def test_refused_resume_leaves_config_json_unchanged(tmp_path: Path) -> None:
+    before = _refused_resume(tmp_path)
+    assert (tmp_path / "config.json").read_bytes() == before
