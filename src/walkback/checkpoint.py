@@ -26,6 +26,7 @@ __all__ = [
     "Checkpoint",
     "atomic_write_bytes",
     "atomic_write_text",
+    "sha256_file",
     "save_checkpoint",
     "load_checkpoint",
     "list_checkpoints",
@@ -68,7 +69,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -90,7 +92,7 @@ def save_checkpoint(directory: Path, step: int, checkpoint: Checkpoint) -> Path:
         os.replace(tmp, stem.with_suffix(".safetensors"))
     finally:
         Path(tmp).unlink(missing_ok=True)
-    meta = {**checkpoint.meta, "step": step, "sha256": _sha256(stem.with_suffix(".safetensors"))}
+    meta = {**checkpoint.meta, "step": step, "sha256": sha256_file(stem.with_suffix(".safetensors"))}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=2))
     return stem.with_suffix(".json")
 
@@ -108,7 +110,7 @@ def load_checkpoint(path: Path, *, device: str = "cpu") -> Checkpoint:
         raise CheckpointError(f"{sidecar}: corrupt checkpoint metadata ({exc})") from None
     if not isinstance(meta, dict) or "sha256" not in meta or "step" not in meta:
         raise CheckpointError(f"{sidecar}: checkpoint metadata lacks 'step' or 'sha256'")
-    if _sha256(weights) != meta["sha256"]:
+    if sha256_file(weights) != meta["sha256"]:
         raise CheckpointError(f"{weights}: checksum mismatch (truncated or corrupt checkpoint)")
     try:
         tensors = load_file(str(weights), device=device)

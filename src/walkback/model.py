@@ -6,6 +6,7 @@ either such a folder or a run folder (its ``model/`` subfolder, written at the e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -15,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .checkpoint import atomic_write_bytes, atomic_write_text, sha256_file
 from .config import Config, config_from_dict, config_to_dict
 from .errors import CheckpointError
 from .models import MLPBackbone
@@ -28,6 +30,7 @@ __all__ = ["Walkback", "build_model", "load", "data_shape_of"]
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+CHECKSUM_FILE = "model.safetensors.sha256"
 
 
 def data_shape_of(config: Config) -> tuple[int, ...]:
@@ -82,8 +85,6 @@ class Walkback(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` (atomically) into ``directory``."""
-        from .checkpoint import atomic_write_bytes, atomic_write_text
-
         if self.config is None:
             raise ValueError("save_pretrained needs the model's config")
         directory = Path(directory)
@@ -91,8 +92,10 @@ class Walkback(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         tmp = directory / f".{MODEL_FILE}.tmp"
         save_file(state, str(tmp))
-        atomic_write_bytes(directory / MODEL_FILE, tmp.read_bytes())
+        payload = tmp.read_bytes()
         tmp.unlink()
+        atomic_write_bytes(directory / MODEL_FILE, payload)
+        atomic_write_text(directory / CHECKSUM_FILE, hashlib.sha256(payload).hexdigest() + "\n")
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config_to_dict(self.config), indent=2))
 
     @classmethod
@@ -107,6 +110,9 @@ class Walkback(nn.Module):
             config = config_from_dict(json.loads(config_path.read_text()))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{config_path}: not valid JSON ({exc.msg})") from None
+        checksum = directory / CHECKSUM_FILE
+        if checksum.is_file() and checksum.read_text().strip() != sha256_file(weights_path):
+            raise CheckpointError(f"{weights_path}: checksum mismatch with {checksum.name} (corrupt file)")
         try:
             state = load_file(str(weights_path), device=device)
         except (SafetensorError, OSError) as exc:
@@ -147,8 +153,8 @@ def build_model(config: Config) -> Walkback:
 def load(path: str | Path, *, device: str = "cpu") -> Walkback:
     """Load a model from a ``save_pretrained`` folder or a run folder (its EMA weights)."""
     path = Path(path)
-    if (path / "model" / MODEL_FILE).is_file():
-        path = path / "model"
+    if (path / "model").is_dir() or (path / "metrics.jsonl").exists():
+        path = path / "model"  # a run folder
     return Walkback.from_pretrained(path, device=device)
 
 

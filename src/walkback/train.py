@@ -199,12 +199,12 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
           progress: bool = True, callback: Callable[[int], None] | None = None) -> TrainResult:
     """Train ``config`` into ``run_dir``; ``resume`` continues from the newest checkpoint."""
     run_dir = Path(run_dir)
-    _prepare_run_dir(config, run_dir, resume, overwrite)
     cfg = config.train
     device = resolve_device(cfg.device)
+    data = load_data(config)  # both checked before anything is written
+    _prepare_run_dir(config, run_dir, resume, overwrite)
 
-    # --- build: data, model (prior fit to the data's moments), EMA copy, optimizer, RNG
-    data = load_data(config)
+    # --- build: model (prior fit to the data's moments), EMA copy, optimizer, RNG
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
     train_x = data.train.to(device)

@@ -1,0 +1,225 @@
+"""Command line: ``walkback train | sample | evaluate | show-config``.
+
+User errors (``WalkbackError``, bad values, unreadable files) print ONE line
+``walkback: error: <message>`` to stderr and return the error's exit code (2 for configuration
+errors); set ``WALKBACK_DEBUG=1`` to get the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config, apply_overrides, config_to_json
+from .data.toy import TOY_DATASETS
+from .errors import ConfigError, WalkbackError
+from .evaluate import REPORTED, evaluate_run, load_run_model, write_samples
+from .presets import PRESETS, get_preset
+from .train import load_data, load_run_config, resolve_device, train
+
+__all__ = ["main", "build_parser"]
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= minimum``."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {raw!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _resolve_config(preset: str | None, sets: list[str]) -> Config:
+    """``get_preset(preset)`` with the ``--set`` overrides applied."""
+    if preset is None:
+        raise ConfigError("--preset is required (choose one of: " + ", ".join(sorted(PRESETS)) + ")")
+    return _check(apply_overrides(get_preset(preset), sets))
+
+
+def _check(config: Config) -> Config:
+    """Checks ``config.validate`` does not make yet, done before anything is written."""
+    if config.data.name not in TOY_DATASETS:
+        raise ConfigError(f"config key data.name: {config.data.name!r} is not one of "
+                          + ", ".join(TOY_DATASETS))
+    resolve_device(config.train.device)
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if args.resume:
+        config = load_run_config(run_dir)
+        if args.preset is not None and args.preset != config.preset:
+            raise ConfigError(f"--preset {args.preset} differs from the run's preset {config.preset}")
+        config = _check(apply_overrides(config, args.set))
+    else:
+        config = _resolve_config(args.preset, args.set)
+    result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.no_progress)
+    print(f"trained {config.preset} to step {result.step} in {run_dir}")
+    print(f"  config:      {run_dir / 'config.json'}")
+    print(f"  metrics:     {run_dir / 'metrics.jsonl'}")
+    print(f"  checkpoints: {run_dir / 'checkpoints'}")
+    print(f"  model (EMA): {run_dir / 'model'}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    device = str(resolve_device(args.device))
+    model = load_run_model(args.run_dir, device=device).eval()
+    config = model.config if model.config is not None else load_run_config(Path(args.run_dir))
+    extra = args.extra_steps if args.extra_steps is not None else config.sample.extra_steps
+    batch = args.batch_size if args.batch_size is not None else config.sample.batch_size
+    generator = torch.Generator(device).manual_seed(args.seed)
+    with torch.no_grad():
+        result = model.sample(args.num_samples, extra_steps=extra, batch_size=batch,
+                              generator=generator)
+    k = len(model.active_temperatures)
+    meta = {"run_dir": str(args.run_dir), "data": config.data.name, "K": k, "E": extra,
+            "seed": args.seed, "N": args.num_samples, "reported": REPORTED}
+    reference = load_data(config).train[: args.num_samples]
+    write_samples(out, result.samples, means=result.means, meta=meta, reference=reference)
+    print(f"wrote {args.num_samples} samples (K={k}, E={extra}, seed {args.seed}) to {out}"
+          f" and {out.with_suffix('.png')}")
+    return 0
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _summary(result: dict) -> list[str]:
+    """A short human summary of an ``eval.json`` dict."""
+    chain = result["chain"]["protocol"]
+    lines = [f"{result['data']['name']}: K={result['K']}, {chain['num_samples']} chains, "
+             f"seed {result['seed']}; reported: {chain['reported']}"]
+    for snap in result["chain"]["snapshots"]:
+        m, parts = snap["metrics"], [f"  {snap['label']:<6} (E={snap['E']})"]
+        if "mode_weights" in m:
+            weights = [w for w in m["mode_weights"] if w is not None]
+            parts.append(f"within 3 std {_fmt(m['fraction_within_3std'])}, modes "
+                         f"{m['modes_covered']}/{m['num_modes']}, weight min "
+                         f"{_fmt(min(weights, default=None))} max {_fmt(max(weights, default=None))}")
+        parts.append(f"nearest ratio {_fmt(m['nearest_distance_ratio'])}, MMD {_fmt(m['mmd'], '.2e')}")
+        moved = snap["mixing"]["mean_move_from_previous"]
+        if moved is not None:
+            parts.append(f"moved {_fmt(moved)} since E={snap['mixing']['previous_E']}")
+        lines.append("; ".join(parts))
+    bound = result["bound"]["protocol"]
+    estimates = ", ".join(f"M={b['num_paths']} {_fmt(b['log_bound'])}" for b in result["bound"]["estimates"])
+    lines.append(f"  bound on {bound['num_points']} held-out points (nats/point): {estimates}")
+    return lines
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    command = "walkback " + shlex.join(args.argv)
+    result = evaluate_run(args.run_dir, num_samples=args.num_samples, seed=args.seed,
+                          num_paths=args.num_paths, device=str(resolve_device(args.device)),
+                          progress=not args.no_progress, command=command)
+    print("\n".join(_summary(result)))
+    run_dir = Path(args.run_dir)
+    print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'figures'}/")
+    return 0
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    if args.run_dir is not None:
+        if args.preset is not None:
+            raise ConfigError("show-config takes --preset or --run-dir, not both")
+        config = apply_overrides(load_run_config(Path(args.run_dir)), args.set)
+    else:
+        config = _resolve_config(args.preset, args.set)
+    print(config_to_json(config))
+    return 0
+
+
+def _add_config_args(parser: argparse.ArgumentParser, *, preset_required: bool) -> None:
+    parser.add_argument("--preset", required=preset_required, metavar="NAME",
+                        help="one of: " + ", ".join(sorted(PRESETS)))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. train.steps=500 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="walkback", description="Variational Walkback (Goyal et al. 2017)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a preset into a run folder")
+    _add_config_args(p, preset_required=False)
+    p.add_argument("--run-dir", required=True, metavar="DIR")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in DIR")
+    mode.add_argument("--overwrite", action="store_true", help="replace the run in DIR")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_train)
+
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("--run-dir", required=True, metavar="DIR")
+    p.add_argument("--num-samples", required=True, type=_count(1), metavar="N")
+    p.add_argument("--extra-steps", type=_count(0), metavar="E", help="steps at T=1 after cooling")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_count(1), metavar="B")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", required=True, metavar="FILE.npz")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(handler=_sample)
+
+    p = sub.add_parser("evaluate", help="toy metrics, bound and figures of a trained run")
+    p.add_argument("--run-dir", required=True, metavar="DIR")
+    p.add_argument("--num-samples", type=_count(2), metavar="N")
+    p.add_argument("--num-paths", type=_count(1), metavar="M")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_evaluate)
+
+    p = sub.add_parser("show-config", help="print the resolved config as JSON")
+    _add_config_args(p, preset_required=False)
+    p.add_argument("--run-dir", metavar="DIR", help="show the config of this run instead")
+    p.set_defaults(handler=_show_config)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print("walkback: error: " + " ".join(message.split()), file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``walkback`` command; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    try:
+        return args.handler(args)
+    except BrokenPipeError:  # e.g. `walkback show-config ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if os.environ.get("WALKBACK_DEBUG"):
+            raise
+        if isinstance(exc, WalkbackError):
+            return _fail(str(exc), exc.exit_code)
+        if isinstance(exc, ValueError):  # the library's checks of user-given values
+            return _fail(str(exc), 2)
+        if isinstance(exc, OSError):  # unreadable / unwritable paths
+            return _fail(str(exc), 1)
+        raise
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
