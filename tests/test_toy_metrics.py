@@ -146,3 +146,11 @@ def test_toy_metrics_keys_and_values() -> None:
     import json
 
     json.dumps(out)  # JSON-friendly: plain floats, ints and lists
+
+
+def test_radius_error_is_zero_on_the_circle_and_measures_a_shift() -> None:
+    from walkback.metrics.toy import radius_error_median
+
+    points = make_toy("circle", 1000, generator=torch.Generator().manual_seed(0))
+    assert radius_error_median(points) < 1e-6
+    assert abs(radius_error_median(points * 1.1) - 0.1) < 1e-6

@@ -82,13 +82,18 @@ def _prepare_run_dir(config: Config, run_dir: Path, resume: bool, overwrite: boo
         atomic_write_text(run_dir / "config.json", config_to_json(config))
 
 
+@torch.no_grad()
 def _ema_update(ema: Walkback, model: Walkback, decay: float) -> None:
-    """``theta_ema <- decay * theta_ema + (1 - decay) * theta``; buffers are copied."""
-    with torch.no_grad():
-        for p_ema, p in zip(ema.parameters(), model.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(ema.buffers(), model.buffers()):
-            b_ema.copy_(b)
+    """``theta_ema <- decay * theta_ema + (1 - decay) * theta``."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
+
+
+@torch.no_grad()
+def _copy_buffers(ema: Walkback, model: Walkback) -> None:
+    """The EMA model shares the prior and the number of active steps (buffers, not averaged)."""
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
 
 
 def _update(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, loss: torch.Tensor,
@@ -135,7 +140,7 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
         terms, s = list(per_step.detach().mean(1)), path.states[-1]
     model.prior.update(s, config.train.prior_momentum)
     model.num_active.fill_(len(terms))
-    _ema_update(ema, model, 1.0)  # copy prior and num_active; parameters unchanged
+    _copy_buffers(ema, model)
     mean_term = float(torch.stack(terms).mean())
     return {"loss_nats": mean_term, "loss_per_dim": mean_term / dim,
             "grad_norm": float(torch.stack(norms).mean()), "num_heating_steps": len(terms),
