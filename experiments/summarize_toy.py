@@ -17,7 +17,7 @@ def row(path: Path) -> str:
         m = snap["metrics"]
         text = f"ratio {m['nearest_distance_ratio']:.2f}, MMD {m['mmd']:.1e}"
         if "radius_error_median" in m:
-            text += f", median |r-1| {m['radius_error_median']:.4f}"
+            text += f", radial error {m['radius_error_median']:.4f}"
         if "mode_weights" in m:
             w = m["mode_weights"]
             text = (f"{m['fraction_within_3std']:.3f} in, {m['modes_covered']}/{m['num_modes']} modes, "
