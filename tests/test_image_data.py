@@ -27,7 +27,9 @@ from walkback.data.files import KNOWN_MD5, check_md5, md5_of
 from walkback.data.images import dequantize, load_image_dataset, to_display_uint8, to_model_space
 from walkback.errors import ConfigError
 
-SHARED = Path("/work/shared/data")
+from conftest import SHARED as SHARED_ROOT
+
+SHARED = SHARED_ROOT / "data"
 MNIST_TRAIN_SHA256 = "3df0e1efd86ae2d91be6457363b4d919598354f8de8037a3e82a4a6fdb17f14b"
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
