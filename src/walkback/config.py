@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .data.images import IMAGE_DATASETS
 from .data.toy import TOY_DATASETS
 from .errors import ConfigError
 
@@ -29,17 +30,25 @@ __all__ = [
 
 @dataclass
 class DataConfig:
-    name: str = "mog"  # a toy data set (data.toy.TOY_DATASETS)
-    num_train: int = 20000
+    name: str = "mog"  # a toy (data.toy.TOY_DATASETS) or image (data.IMAGE_DATASETS) data set
+    num_train: int = 20000  # toys: points generated per split
     num_heldout: int = 5000
+    root: str = "data"  # images: folder holding a torchvision layout or the offline copies
+    download: bool = False  # images: fetch (md5-checked) when no copy is found under root
+    resolution: int = 0  # images: output side for CelebA (0 = the data set's default)
+    heldout_split: str = "test"  # images: split used as held-out data
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "mlp"
+    backbone: str = "mlp"  # "mlp" | "unet" | "conv2017"
     form: str = "conditioned"  # "2017": backbone blind to T; "conditioned": gets log T
-    hidden: int = 256
-    depth: int = 3
+    hidden: int = 256  # mlp width
+    depth: int = 3  # mlp hidden layers
+    channels: int = 64  # unet base width
+    channel_mults: str = "1,2,2"  # unet width multipliers per resolution
+    num_res_blocks: int = 2  # unet
+    dropout: float = 0.0  # unet
     alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F
     min_var: float = 1e-6
     init_var: float = 0.01  # softplus(G) at initialisation (the operator starts as a random walk)
@@ -70,6 +79,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    amp: str = "none"  # "none" | "bf16" (autocast of the backbone on the GPU)
+    compile: bool = False  # torch.compile the backbone
 
 
 @dataclass
@@ -92,8 +103,9 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.name": TOY_DATASETS,
-    "model.backbone": ("mlp",),
+    "data.name": TOY_DATASETS + IMAGE_DATASETS,
+    "model.backbone": ("mlp", "unet", "conv2017"),
+    "train.amp": ("none", "bf16"),
     "model.form": ("2017", "conditioned"),
     "train.objective": ("paper", "released"),
     "train.heating": ("model", "fixed"),

@@ -18,8 +18,10 @@ from torch import nn
 
 from .checkpoint import atomic_write_bytes, atomic_write_text, sha256_file
 from .config import Config, config_from_dict, config_to_dict
-from .errors import CheckpointError
-from .models import MLPBackbone
+from .data.images import CELEBA_DEFAULT_RESOLUTION
+from .data.toy import TOY_DATASETS
+from .errors import CheckpointError, ConfigError
+from .models import Conv2017Backbone, MLPBackbone, UNetBackbone
 from .prior import GaussianPrior
 from .sampler import SampleResult, anneal
 from .schedule import fixed_diffusion_betas, heating_temperatures
@@ -33,9 +35,38 @@ CONFIG_FILE = "config.json"
 CHECKSUM_FILE = "model.safetensors.sha256"
 
 
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "svhn": (3, 32, 32),
+}
+
+
 def data_shape_of(config: Config) -> tuple[int, ...]:
-    """The state shape of the configured data set (toys are 2-D points)."""
-    return (2,)
+    """The state shape of the configured data set: 2-D points for toys, ``(C, H, W)`` images."""
+    name = config.data.name
+    if name in TOY_DATASETS:
+        return (2,)
+    if name == "celeba":
+        side = config.data.resolution or CELEBA_DEFAULT_RESOLUTION
+        return (3, side, side)
+    return IMAGE_SHAPES[name]
+
+
+def build_backbone(config: Config, shape: tuple[int, ...]) -> nn.Module:
+    """The configured backbone ``(s, cond) -> (F, G)`` for states of ``shape``."""
+    m = config.model
+    cond_dim = m.cond_dim if m.form == "conditioned" else 0
+    if m.backbone == "mlp":
+        return MLPBackbone(shape, hidden=m.hidden, depth=m.depth, cond_dim=cond_dim,
+                           init_var=m.init_var)
+    if len(shape) != 3:
+        raise ConfigError(f"config key model.backbone: {m.backbone!r} needs image data, got {shape}")
+    if m.backbone == "unet":
+        mults = tuple(int(v) for v in m.channel_mults.split(","))
+        return UNetBackbone(shape, channels=m.channels, channel_mults=mults,
+                            num_res_blocks=m.num_res_blocks, dropout=m.dropout,
+                            cond_dim=cond_dim, init_var=m.init_var)
+    return Conv2017Backbone(shape, num_steps=config.schedule.num_steps, cond_dim=cond_dim,
+                            init_var=m.init_var)
 
 
 class Walkback(nn.Module):
@@ -140,11 +171,9 @@ def build_model(config: Config) -> Walkback:
     """A freshly initialised ``Walkback`` for ``config`` (prior at N(0, I) until fitted)."""
     shape = data_shape_of(config)
     m, s = config.model, config.schedule
-    cond_dim = m.cond_dim if m.form == "conditioned" else 0
-    backbone = MLPBackbone(shape, hidden=m.hidden, depth=m.depth, cond_dim=cond_dim,
-                           init_var=m.init_var)
     operator = TransitionOperator(
-        backbone, shape, form=m.form, alpha=m.alpha, min_var=m.min_var, cond_dim=m.cond_dim
+        build_backbone(config, shape), shape, form=m.form, alpha=m.alpha, min_var=m.min_var,
+        cond_dim=m.cond_dim,
     )
     temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
     return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config)

@@ -24,7 +24,8 @@ from .checkpoint import (
     optimizer_to_tensors, prune_checkpoints, save_checkpoint,
 )
 from .config import Config, config_from_dict, config_to_dict, config_to_json
-from .data.loader import DataSplits, batch_indices, load_splits
+from .data.loader import DataSplits, batch_indices, load_image_splits, load_splits
+from .data.toy import TOY_DATASETS
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
 from .objective import walkback_loss, walkback_step_loss
@@ -52,8 +53,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_data(config: Config) -> DataSplits:
+    """The configured data: toys generated from the seed, images read from ``data.root``."""
     d = config.data
-    return load_splits(d.name, d.num_train, d.num_heldout, seed=config.seed)
+    if d.name in TOY_DATASETS:
+        return load_splits(d.name, d.num_train, d.num_heldout, seed=config.seed)
+    return load_image_splits(d.name, root=d.root, download=d.download, resolution=d.resolution,
+                             heldout_split=d.heldout_split)
 
 
 def load_run_config(run_dir: Path) -> Config:
@@ -111,6 +116,12 @@ def _update(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, loss: to
     return norm
 
 
+def _autocast(config: Config, x: torch.Tensor) -> torch.autocast:
+    """bf16 autocast of the forward passes when ``train.amp=bf16`` (the operator casts the
+    backbone's outputs back to the state's dtype, so densities are computed in float32)."""
+    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.train.amp == "bf16")
+
+
 def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, x: torch.Tensor,
                      config: Config, generator: torch.Generator, step: int) -> dict[str, float]:
     """Heat ``x`` and train the walk back; returns this minibatch's statistics."""
@@ -122,10 +133,11 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
     if cfg.mode == "online":
         s = x
         for t in range(heating.num_steps):
-            with torch.no_grad():
+            with torch.no_grad(), _autocast(config, x):
                 q = heating.step(s, t)
                 s_next = q.sample(generator=generator)
-            term = walkback_step_loss(model.operator, s, s_next, float(temps[t]), cfg.objective)
+            with _autocast(config, x):
+                term = walkback_step_loss(model.operator, s, s_next, float(temps[t]), cfg.objective)
             where = f"step {step}, heating step t={t + 1}, term -log p_T(s_t-1|s_t) at T={float(temps[t]):.4g}"
             norms.append(_update(model, ema, opt, term.mean() / dim, config, where))
             terms.append(term.detach().mean())
@@ -133,8 +145,9 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
             if max_var is not None and q.total_var.mean() >= max_var:
                 break
     else:
-        path = walk_away(heating, x, generator=generator, max_variance=max_var)
-        per_step = walkback_loss(model.operator, path, temps, cfg.objective)
+        with _autocast(config, x):
+            path = walk_away(heating, x, generator=generator, max_variance=max_var)
+            per_step = walkback_loss(model.operator, path, temps, cfg.objective)
         where = f"step {step}, sum over {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
         norms.append(_update(model, ema, opt, per_step.sum(0).mean() / dim, config, where))
         terms, s = list(per_step.detach().mean(1)), path.states[-1]
@@ -215,6 +228,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     train_x = data.train.to(device)
     model.prior.fit(train_x)
     ema = copy.deepcopy(model).requires_grad_(False)
+    if cfg.compile:
+        model.operator.backbone.compile()  # in place: state-dict keys are unchanged
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator(device).manual_seed(config.seed)
 

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .images import load_image_dataset, to_model_space
+from .imageset import ImageSet
 from .toy import make_toy
 
-__all__ = ["DataSplits", "load_splits", "batch_indices"]
+__all__ = ["DataSplits", "load_splits", "load_image_splits", "batch_indices"]
 
 
 @dataclass
@@ -18,6 +20,7 @@ class DataSplits:
     name: str
     train: torch.Tensor
     heldout: torch.Tensor
+    sources: tuple[ImageSet, ImageSet] | None = None  # images: the uint8 splits read
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -29,6 +32,17 @@ def load_splits(name: str, num_train: int, num_heldout: int, *, seed: int) -> Da
     train = make_toy(name, num_train, generator=torch.Generator().manual_seed(2 * seed))
     heldout = make_toy(name, num_heldout, generator=torch.Generator().manual_seed(2 * seed + 1))
     return DataSplits(name, train, heldout)
+
+
+def load_image_splits(name: str, *, root: str, download: bool, resolution: int,
+                      heldout_split: str = "test") -> DataSplits:
+    """The train split and ``heldout_split`` of an image data set, in model space
+    (``x / 127.5 - 1``, unclipped), float32 ``(N, C, H, W)``."""
+    res = resolution or None
+    train = load_image_dataset(name, "train", root=root, download=download, resolution=res)
+    held = load_image_dataset(name, heldout_split, root=root, download=download, resolution=res)
+    return DataSplits(name, to_model_space(train.images), to_model_space(held.images),
+                      sources=(train, held))
 
 
 def batch_indices(num_items: int, batch_size: int, step: int, *, seed: int) -> torch.Tensor:

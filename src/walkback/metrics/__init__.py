@@ -1,4 +1,4 @@
-"""Metrics: toy 2-D metrics (modes, nearest-neighbour ratio, MMD) and the 2-D drift's curl."""
+"""Metrics: toy 2-D metrics, the 2-D drift's curl, and FID / KID with the FID Inception-v3."""
 
 from .drift import (
     DriftField,
@@ -9,6 +9,19 @@ from .drift import (
     helmholtz_parts,
     rotational_magnitude,
 )
+from .fid import (
+    KID,
+    FeatureStats,
+    MetricsError,
+    cached_reference_stats,
+    check_images,
+    compute_stats,
+    fid_from_stats,
+    frechet_distance,
+    kid,
+    to_uint8,
+)
+from .inception import FIDInception, load_fid_inception, resolve_fid_weights
 from .toy import (
     ModeStats,
     NearestDistance,
@@ -23,6 +36,19 @@ from .toy import (
 
 __all__ = [
     "DriftField",
+    "FIDInception",
+    "FeatureStats",
+    "KID",
+    "MetricsError",
+    "cached_reference_stats",
+    "check_images",
+    "compute_stats",
+    "fid_from_stats",
+    "frechet_distance",
+    "kid",
+    "load_fid_inception",
+    "resolve_fid_weights",
+    "to_uint8",
     "HelmholtzParts",
     "ModeStats",
     "NearestDistance",

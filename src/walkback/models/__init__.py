@@ -1,6 +1,8 @@
 """Backbones: networks ``(s, cond) -> (F, G)`` that know nothing of temperature schedules."""
 
+from .conv2017 import Conv2017Backbone
 from .linear import LinearGaussianBackbone
 from .mlp import MLPBackbone
+from .unet import UNetBackbone
 
-__all__ = ["LinearGaussianBackbone", "MLPBackbone"]
+__all__ = ["Conv2017Backbone", "LinearGaussianBackbone", "MLPBackbone", "UNetBackbone"]
