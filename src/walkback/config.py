@@ -79,6 +79,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     device: str = "auto"  # "auto" | "cpu" | "cuda"
+    time_limit_s: float = 0.0  # stop (saving a checkpoint and the model) after this long; 0 = off
     amp: str = "none"  # "none" | "bf16" (autocast of the backbone on the GPU)
     compile: bool = False  # torch.compile the backbone
 

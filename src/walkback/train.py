@@ -241,7 +241,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
 
     # --- step
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="batch")
-    started, updates = time.perf_counter(), 0
+    started, updates, first_step = time.perf_counter(), 0, step
     while step < cfg.steps:
         x = train_x[batch_indices(len(train_x), cfg.batch_size, step, seed=config.seed).to(device)]
         stats = _train_minibatch(model, ema, opt, x, config, generator, step)
@@ -249,15 +249,18 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         bar.update(1)
 
         # --- maintenance: metrics, progress bar, checkpoints
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        out_of_time = 0 < cfg.time_limit_s <= time.perf_counter() - started
+        if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
             elapsed = time.perf_counter() - started
             log.write({"step": step, **stats, "updates_per_s": updates / elapsed,
-                       "examples_per_s": updates * len(x) / elapsed})
+                       "images_per_s": (step - first_step) * len(x) / elapsed})
             bar.set_postfix(loss=f"{stats['loss_nats']:.3f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             _save(run_dir, step, model, ema, opt, generator, config)
         if callback is not None:
             callback(step)
+        if out_of_time:
+            break
     bar.close()
     ema.eval()
     ema.save_pretrained(run_dir / "model")
