@@ -208,3 +208,32 @@ def test_importance_weighted_bound_rises_toward_exact_likelihood() -> None:
     for mean, se in stats.values():
         assert mean <= exact + 3 * se, (stats, exact)
     assert abs(stats[64][0] - exact) < abs(stats[1][0] - exact)
+
+
+def test_sampled_walkback_loss_with_all_steps_equals_the_full_sum() -> None:
+    from walkback.objective import sampled_walkback_loss
+
+    setup = _setup()
+    x = torch.randn(64, 2, generator=_gen(3), dtype=torch.float64)
+    path = walk_away(OperatorHeating(setup.op, TEMPS), x, generator=_gen(4))
+    with torch.no_grad():
+        full = walkback_loss(setup.op, path, TEMPS).sum(0)
+        estimate, steps = sampled_walkback_loss(setup.op, path, TEMPS, len(TEMPS),
+                                                generator=_gen(5))
+    assert steps.tolist() == list(range(len(TEMPS)))
+    torch.testing.assert_close(estimate, full, rtol=1e-12, atol=1e-12)
+
+
+def test_sampled_walkback_loss_is_unbiased_over_the_step_subsets() -> None:
+    from walkback.objective import sampled_walkback_loss
+
+    setup = _setup()
+    x = torch.randn(8, 2, generator=_gen(6), dtype=torch.float64)
+    path = walk_away(OperatorHeating(setup.op, TEMPS), x, generator=_gen(7))
+    generator = _gen(8)
+    with torch.no_grad():
+        full = walkback_loss(setup.op, path, TEMPS).sum(0)
+        draws = torch.stack([sampled_walkback_loss(setup.op, path, TEMPS, 1,
+                                                   generator=generator)[0] for _ in range(4000)])
+    standard_error = draws.std(0) / math.sqrt(len(draws))
+    assert ((draws.mean(0) - full).abs() < 5 * standard_error + 1e-9).all()

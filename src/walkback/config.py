@@ -69,6 +69,7 @@ class TrainConfig:
     objective: str = "paper"  # "paper" | "released" (2017 code, SPEC.md D1)
     heating: str = "model"  # "model" (VW) | "fixed" (NET-style Gaussian diffusion)
     mode: str = "online"  # "online": one update per heating step | "accumulate"
+    loss_steps: int = 0  # accumulate: score a random subset of this many heating steps (0 = all K)
     steps: int = 2000  # minibatches
     batch_size: int = 1000
     lr: float = 1e-3

@@ -17,7 +17,10 @@ from .prior import GaussianPrior
 from .trajectory import HeatingPath, Trajectory, walk_away
 from .transition import TransitionOperator
 
-__all__ = ["Objective", "walkback_step_loss", "walkback_loss", "BoundResult", "variational_bound"]
+__all__ = [
+    "Objective", "walkback_step_loss", "walkback_loss", "sampled_walkback_loss", "BoundResult",
+    "variational_bound",
+]
 
 Objective = Literal["paper", "released"]
 
@@ -26,7 +29,7 @@ def walkback_step_loss(
     operator: TransitionOperator,
     s_prev: torch.Tensor,
     s_next: torch.Tensor,
-    temperature: float,
+    temperature: float | torch.Tensor,
     objective: Objective = "paper",
 ) -> torch.Tensor:
     """One heating step's walk-back term per example, shape ``(B,)``.
@@ -56,6 +59,31 @@ def walkback_loss(
             for t in range(trajectory.num_steps)
         ]
     )
+
+
+def sampled_walkback_loss(
+    operator: TransitionOperator,
+    trajectory: Trajectory,
+    temperatures: torch.Tensor,
+    num_steps: int,
+    *,
+    objective: Objective = "paper",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An unbiased estimate of ``sum_t -log p_{T_t}(s_{t-1} | s_t)`` from ``n = num_steps``
+    heating steps drawn without replacement: ``(K / n) * sum_{t in S} term_t``, per example.
+
+    The ``n`` pairs go through the operator as ONE batch of ``n * B`` states, each with its own
+    temperature. Returns ``(estimate (B,), steps (n,))``.
+    """
+    k, batch = trajectory.num_steps, trajectory.states.shape[1]
+    steps = torch.randperm(k, generator=generator, device=trajectory.states.device)[:num_steps]
+    steps = steps.sort().values
+    s_prev = trajectory.states[steps].flatten(0, 1)
+    s_next = trajectory.states[steps + 1].flatten(0, 1)
+    temps = temperatures.to(s_prev.device, s_prev.dtype)[steps].repeat_interleave(batch)
+    terms = walkback_step_loss(operator, s_prev, s_next, temps, objective)
+    return terms.view(len(steps), batch).sum(0) * (k / len(steps)), steps
 
 
 @dataclass

@@ -28,7 +28,7 @@ from .data.loader import DataSplits, batch_indices, load_image_splits, load_spli
 from .data.toy import TOY_DATASETS
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
-from .objective import walkback_loss, walkback_step_loss
+from .objective import sampled_walkback_loss, walkback_loss, walkback_step_loss
 from .trajectory import walk_away
 
 __all__ = ["TrainResult", "train", "resolve_device", "load_run_config", "load_data"]
@@ -144,6 +144,16 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
             s = s_next
             if max_var is not None and q.total_var.mean() >= max_var:
                 break
+    elif cfg.loss_steps:
+        with _autocast(config, x):
+            path = walk_away(heating, x, generator=generator, max_variance=max_var)
+            n = min(cfg.loss_steps, path.num_steps)
+            total, _ = sampled_walkback_loss(model.operator, path, temps, n,
+                                             objective=cfg.objective, generator=generator)
+        where = f"step {step}, {n} of {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
+        norms.append(_update(model, ema, opt, total.mean() / dim, config, where))
+        terms = [total.detach().mean() / path.num_steps] * path.num_steps
+        s = path.states[-1]
     else:
         with _autocast(config, x):
             path = walk_away(heating, x, generator=generator, max_variance=max_var)
