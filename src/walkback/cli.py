@@ -19,7 +19,13 @@ import torch
 
 from .config import Config, apply_overrides, config_to_json
 from .errors import ConfigError, WalkbackError
+from .data.images import IMAGE_DATASETS
+from .data.toy import TOY_DATASETS
 from .evaluate import REPORTED, evaluate_run, load_run_model, write_samples
+from .evaluate_images import (
+    DEFAULT_CHAIN_STEPS, METRICS, ImageEvalOptions, evaluate_image_run, evaluate_samples_file,
+    image_summary,
+)
 from .presets import PRESETS, get_preset
 from .train import load_data, load_run_config, resolve_device, train
 
@@ -119,14 +125,56 @@ def _summary(result: dict) -> list[str]:
     return lines
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    command = "walkback " + shlex.join(args.argv)
+IMAGE_FLAGS = ("metrics", "bound_points", "chain_steps", "batch_size", "fid_weights", "cache_dir",
+               "data", "data_root", "resolution", "out_dir")
+
+
+def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
+    return ImageEvalOptions(
+        metrics=args.metrics, num_samples=args.num_samples, num_paths=args.num_paths,
+        bound_points=args.bound_points, chain_steps=args.chain_steps or DEFAULT_CHAIN_STEPS,
+        seed=args.seed, device=args.device or "auto", batch_size=args.batch_size,
+        cache_dir=args.cache_dir, fid_weights=args.fid_weights, data_root=args.data_root,
+        resolution=args.resolution, progress=not args.no_progress, command=command)
+
+
+def _evaluate_toy(args: argparse.Namespace, command: str) -> int:
+    given = [f"--{n.replace('_', '-')}" for n in IMAGE_FLAGS if getattr(args, n) is not None]
+    if given:
+        raise ConfigError(f"{' '.join(given)}: only for image runs and samples files, "
+                          f"not the toy run in {args.run_dir}")
     result = evaluate_run(args.run_dir, num_samples=args.num_samples, seed=args.seed,
-                          num_paths=args.num_paths, device=str(resolve_device(args.device)),
+                          num_paths=args.num_paths,
+                          device=str(resolve_device(args.device or "cpu")),
                           progress=not args.no_progress, command=command)
     print("\n".join(_summary(result)))
     run_dir = Path(args.run_dir)
     print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'figures'}/")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Toy run -> ``evaluate_run``; image run or ``--samples`` -> ``evaluate_images``."""
+    command = "walkback " + shlex.join(args.argv)
+    if args.samples is None:
+        for flag in ("data", "resolution", "out_dir"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(f"--{flag.replace('_', '-')} is for --samples; a run's data set "
+                                  "and folder come from the run")
+        if load_run_config(Path(args.run_dir)).data.name in TOY_DATASETS:
+            return _evaluate_toy(args, command)
+        result = evaluate_image_run(args.run_dir, _image_options(args, command))
+        out = Path(args.run_dir)
+    else:
+        if args.data is None:
+            raise ConfigError("--samples needs --data NAME (the data set to compare with)")
+        samples = Path(args.samples)
+        out = Path(args.out_dir) if args.out_dir else samples.parent / f"{samples.stem}_eval"
+        result = evaluate_samples_file(samples, data=args.data, data_root=args.data_root or "data",
+                                       options=_image_options(args, command), out_dir=out,
+                                       key=args.samples_key)
+    print("\n".join(image_summary(result)))
+    print(f"wrote {out / 'eval.json'} and {out / 'figures'}/")
     return 0
 
 
@@ -172,12 +220,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(handler=_sample)
 
-    p = sub.add_parser("evaluate", help="toy metrics, bound and figures of a trained run")
-    p.add_argument("--run-dir", required=True, metavar="DIR")
+    p = sub.add_parser("evaluate", help="metrics and figures of a trained run or a samples file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", metavar="DIR", help="a trained run (toy or image)")
+    source.add_argument("--samples", metavar="FILE.npz",
+                        help="score a samples file: float (N, C, H, W) in [-1, 1], uint8 (N, C, H, W) "
+                             "or uint8 (N, H, W, C); needs --data")
+    p.add_argument("--samples-key", default="samples", metavar="KEY", help="array in the .npz")
+    p.add_argument("--data", choices=IMAGE_DATASETS, help="--samples: the data set to compare with")
+    p.add_argument("--data-root", metavar="DIR", help="image data folder (default: the run's "
+                   "data.root; for --samples: data)")
+    p.add_argument("--resolution", type=_count(8), metavar="PX", help="--samples of CelebA: side (64)")
+    p.add_argument("--out-dir", metavar="DIR", help="--samples: output folder (default <stem>_eval)")
+    p.add_argument("--metrics", metavar="LIST", help="images: comma list of " + ",".join(METRICS)
+                   + " (default fid,kid[,classes for MNIST][,bound,chain for a run])")
     p.add_argument("--num-samples", type=_count(2), metavar="N")
-    p.add_argument("--num-paths", type=_count(1), metavar="M")
+    p.add_argument("--num-paths", type=_count(1), metavar="M", help="heating paths of the IW bound")
+    p.add_argument("--bound-points", type=_count(1), metavar="N", help="images: first N test images")
+    p.add_argument("--chain-steps", metavar="LIST",
+                   help=f"images: extra steps E at T=1, integers or multiples of K ({DEFAULT_CHAIN_STEPS})")
+    p.add_argument("--batch-size", type=_count(1), metavar="B", help="images (results do not depend on it)")
+    p.add_argument("--fid-weights", metavar="PATH", help="FID Inception weights (.npz, .pt, .pth)")
+    p.add_argument("--cache-dir", metavar="DIR", help="reference statistics and the MNIST classifier "
+                   "(default $WALKBACK_CACHE or ~/.cache/walkback)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="default: cpu for toy runs, auto (the GPU if there is one) for images")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_evaluate)
 

@@ -1,0 +1,266 @@
+"""Evaluate image runs and samples files (EVALUATION.md): FID / KID with the FID Inception, the MNIST
+class histogram and classifier FID, the variational bound in bits/dim, long chains with mixing, and
+the legacy Parzen log-likelihood; ``eval.json`` (every number with its protocol) and figures.
+
+- ``evaluate_image_run(run_dir, options)``: one set of chains from the run's model gives the samples
+  (``E = sample.extra_steps``) and the chain snapshots; writes ``run_dir/eval.json`` and
+  ``run_dir/figures/``.
+- ``evaluate_samples_file(path, data=..., data_root=..., options=...)``: scores any generator's
+  samples (``evaluation.samples`` lists the accepted layouts); writes ``<stem>_eval/`` beside it.
+Nothing is written before every metric was computed; nothing depends on the batch size.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import sha256_file
+from .config import Config
+from .data.images import CELEBA_DEFAULT_RESOLUTION, IMAGE_DATASETS
+from .errors import ConfigError
+from .evaluate import load_run_model, read_metrics
+from .evaluation import figures as F
+from .evaluation.chains import parse_chain_steps, run_chains
+from .evaluation.context import ImageData, build_context, fid_splits, real_floor
+from .evaluation.features import FeatureNet, default_cache_dir
+from .evaluation.noise import DEFAULT_BLOCK
+from .evaluation.plans import chain_figures, class_fractions, sample_figures
+from .evaluation.quality import QualityContext, sample_quality
+from .evaluation.report import caption, image_summary, machine, write_outputs
+from .evaluation.samples import load_samples_file
+from .evaluation.sections import (
+    REPORTED, bound_section, chain_section, parzen_section, quality_sections,
+)
+from .metrics.classifier import ClassifierInfo, MNISTClassifier
+from .metrics.fid import MetricsError
+from .model import IMAGE_SHAPES, MODEL_FILE
+from .train import load_run_config
+
+__all__ = ["METRICS", "ImageEvalOptions", "resolve_metrics", "evaluate_image_run",
+           "evaluate_samples_file", "image_summary"]
+
+METRICS = ("fid", "kid", "classes", "bound", "chain", "parzen")
+NEEDS_MODEL = ("bound", "chain")
+DEFAULT_CHAIN_STEPS = "0,K,10K,100K"
+
+
+@dataclass
+class ImageEvalOptions:
+    """Options of ``walkback evaluate`` for images (``None``: the run's config or the default).
+    ``feature_net`` replaces the FID Inception and ``classifier`` the trained MNIST classifier
+    (tests, other feature extractors); ``block``: examples per random stream (``evaluation.noise``)."""
+
+    metrics: str | None = None
+    num_samples: int | None = None
+    num_paths: int | None = None
+    bound_points: int | None = None
+    chain_steps: str = DEFAULT_CHAIN_STEPS
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int | None = None
+    cache_dir: str | Path | None = None
+    fid_weights: str | None = None
+    data_root: str | None = None
+    resolution: int | None = None
+    progress: bool = True
+    command: str | None = None
+    block: int = DEFAULT_BLOCK
+    feature_net: FeatureNet | None = None
+    classifier: tuple[MNISTClassifier, ClassifierInfo] | None = None
+    classifier_epochs: int = 5
+
+
+def resolve_metrics(spec: str | None, data_name: str, *, has_model: bool) -> list[str]:
+    """The metrics to compute, in ``METRICS`` order. Default: fid, kid, classes (MNIST), and with a
+    model bound and chain. ``chain`` implies ``fid`` (the chain metric for images is FID)."""
+    if spec is None:
+        chosen = {"fid", "kid"} | ({"classes"} if data_name == "mnist" else set())
+        chosen |= set(NEEDS_MODEL) if has_model else set()
+    else:
+        chosen = {m.strip().lower() for m in spec.split(",") if m.strip()}
+        unknown = sorted(chosen - set(METRICS))
+        if unknown or not chosen:
+            raise ConfigError(f"--metrics {spec}: unknown metric {', '.join(unknown) or '(none)'}; "
+                              f"choose from {', '.join(METRICS)}")
+    if not has_model and chosen & set(NEEDS_MODEL):
+        raise ConfigError(f"--metrics {','.join(sorted(chosen & set(NEEDS_MODEL)))}: needs a model "
+                          "(--run-dir), not a samples file")
+    if "classes" in chosen and data_name != "mnist":
+        raise ConfigError(f"--metrics classes: the class histogram needs MNIST, not {data_name}")
+    if "chain" in chosen:
+        chosen.add("fid")
+    return [m for m in METRICS if m in chosen]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no GPU is available")
+    return torch.device(name)
+
+
+def _cache_dir(options: ImageEvalOptions) -> Path:
+    return Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir()
+
+
+def _context(data: ImageData, metrics: Sequence[str], options: ImageEvalOptions,
+             device: torch.device) -> tuple[QualityContext, dict]:
+    return build_context(data, set(metrics), cache_dir=_cache_dir(options), device=device,
+                         seed=options.seed + 3, progress=options.progress,
+                         fid_weights=options.fid_weights,
+                         feature_net=options.feature_net, classifier=options.classifier,
+                         classifier_epochs=options.classifier_epochs)
+
+
+def _header(kind: str, device: torch.device, options: ImageEvalOptions, metrics: list[str]) -> dict:
+    return {"kind": kind, "command": options.command or " ".join(sys.argv), "machine": machine(device),
+            "seed": options.seed, "metrics": metrics}
+
+
+def _copy(data: ImageData, metrics: Sequence[str]) -> dict:
+    """The data copy a figure refers to: the reference split of the sample metrics, else test."""
+    split = fid_splits(data.name)[0] if {"fid", "kid", "classes", "parzen"} & set(metrics) else "test"
+    images = data.split(split)
+    return {"data": data.name, "split": split, "source": images.source, "checksum": images.checksum}
+
+
+def _quality_results(images: torch.Tensor, ctx: QualityContext, networks: dict, data: ImageData,
+                     base: dict, metrics: list[str], options: ImageEvalOptions,
+                     quality: dict | None = None) -> tuple[dict, dict]:
+    """Sample-quality sections (with the real-vs-real floor), Parzen, and their figures."""
+    quality = quality if quality is not None else sample_quality(images, ctx)[0]
+    sample_metrics = {"fid", "kid", "classes"} & set(metrics)
+    quality = {k: v for k, v in quality.items() if k in sample_metrics}
+    floor = real_floor(data, ctx, len(images), cache_dir=_cache_dir(options)) if quality else None
+    result = quality_sections(quality, floor, base, networks)
+    if "parzen" in metrics:
+        result["parzen"] = parzen_section(images, data, base, device=ctx.device,
+                                          progress=options.progress)
+    labels = data.split("test").labels if "classes" in quality else None
+    if labels is not None:
+        result["classes"]["reference"] = {"split": "test", "labels": "true labels",
+                                          "fractions": class_fractions(labels)}
+    return result, sample_figures(images, quality, floor, base, labels)
+
+
+def _check_shape(model, data: ImageData, split: str) -> None:
+    want, have = tuple(model.prior.data_shape), data.split(split).image_shape
+    if want != have:
+        raise MetricsError(f"{data.split(split).source}: images {have} but the model works on {want}")
+
+
+def _bound_results(model, data: ImageData, options: ImageEvalOptions, config: Config,
+                   batch: int) -> tuple[dict, dict]:
+    """The bound for M = 1 and M = num_paths on the test split, and bound_steps.png (M = 1)."""
+    ms = list(dict.fromkeys((1, options.num_paths or config.sample.num_paths)))
+    section = bound_section(model, data, "test", options.bound_points, ms, seed=options.seed + 1,
+                            batch_size=batch, block=options.block, progress=options.progress)
+    est, p = section["estimates"][0], section["protocol"]
+    title = caption(p) + f", M=1: {est['bits_per_dim']:.3f} bits/dim"
+
+    def draw(path: Path) -> None:
+        F.plot_step_bits(est["step_bits_per_dim"], est["prior_bits_per_dim"],
+                         est["constant_bits_per_dim"], path, title=title)
+
+    return section, {"bound_steps": (draw, {**p, "M": 1})}
+
+
+def _run_header(run_dir: Path, device: torch.device, options: ImageEvalOptions, metrics: list[str],
+                k: int) -> dict:
+    return {**_header("image run", device, options, metrics), "run_dir": str(run_dir),
+            "model_sha256": _sha(run_dir / "model" / MODEL_FILE), "train_step": _train_step(run_dir),
+            "K": k}
+
+
+def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = None) -> dict:
+    """Evaluate the image run in ``run_dir`` (module docstring); returns the eval.json dict."""
+    options, run_dir = options or ImageEvalOptions(), Path(run_dir)
+    config: Config = load_run_config(run_dir)
+    metrics = resolve_metrics(options.metrics, config.data.name, has_model=True)
+    device = resolve_device(options.device)
+    model = load_run_model(run_dir, device=str(device)).eval()
+    k = len(model.active_temperatures)
+    es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
+    data = ImageData(config.data.name, options.data_root or config.data.root,
+                     config.data.resolution or None)
+    _check_shape(model, data, "test")
+    n, e_main = options.num_samples or config.sample.num_samples, config.sample.extra_steps
+    batch = options.batch_size or config.sample.batch_size
+    ctx, networks = _context(data, metrics, options, device)
+
+    # one set of chains: the samples (E = sample.extra_steps) and every chain snapshot
+    chains = run_chains(model, n, sorted({e_main, *es}), seed=options.seed, batch_size=batch,
+                        block=options.block, progress=options.progress)
+    quality = {s.extra_steps: sample_quality(s.images, ctx, desc=f"E={s.extra_steps}")
+               for s in chains.snapshots if s.extra_steps == e_main or "chain" in metrics}
+    base = {**_copy(data, metrics), "num_samples": n, "K": k, "E": e_main, "seed": options.seed,
+            "reported": REPORTED}
+    main = chains.at(e_main)
+    result = {**_run_header(run_dir, device, options, metrics, k),
+              "samples": {"protocol": base, "nonfinite_fraction": main.nonfinite_fraction,
+                          "outside_fraction": main.outside_fraction}}
+    sections, figures = _quality_results(main.images, ctx, networks, data, base, metrics, options,
+                                         quality[e_main][0])
+    result.update(sections)
+    if "chain" in metrics:
+        result["chain"] = chain_section(chains, quality, {x: v for x, v in base.items() if x != "E"})
+        figures.update(chain_figures(chains, result["chain"], base))
+    if "bound" in metrics:
+        result["bound"], bound_figures = _bound_results(model, data, options, config, batch)
+        figures.update(bound_figures)
+    result["data"] = data.describe()
+    return write_outputs(run_dir, result, figures)
+
+
+def _sha(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
+
+
+def _train_step(run_dir: Path) -> int | None:
+    records = read_metrics(run_dir / "metrics.jsonl")
+    return records[-1].get("step") if records else None
+
+
+def _image_shape(name: str, resolution: int | None) -> tuple[int, int, int]:
+    if name not in IMAGE_DATASETS:
+        raise ConfigError(f"--data {name}: not an image data set; choose one of "
+                          f"{', '.join(IMAGE_DATASETS)}")
+    side = resolution or CELEBA_DEFAULT_RESOLUTION
+    return IMAGE_SHAPES.get(name, (3, side, side))
+
+
+def evaluate_samples_file(path: str | Path, *, data: str, data_root: str,
+                          options: ImageEvalOptions | None = None, out_dir: str | Path | None = None,
+                          key: str = "samples") -> dict:
+    """Score the samples in ``path`` against data set ``data`` under ``data_root``; writes
+    ``out_dir`` (default ``<parent>/<stem>_eval``)/eval.json and figures; returns the dict."""
+    options, path = options or ImageEvalOptions(), Path(path)
+    metrics = resolve_metrics(options.metrics, data, has_model=False)
+    device = resolve_device(options.device)
+    loaded = load_samples_file(path, _image_shape(data, options.resolution), key=key)
+    images = loaded.images
+    if options.num_samples is not None:
+        if options.num_samples > len(images):
+            raise MetricsError(f"{path}: --num-samples {options.num_samples} but the file holds "
+                               f"{len(images)} samples")
+        images = images[: options.num_samples]
+    image_data = ImageData(data, data_root, options.resolution if data == "celeba" else None)
+    ctx, networks = _context(image_data, metrics, options, device)
+    meta = loaded.meta
+    base = {**_copy(image_data, metrics), "num_samples": len(images), "K": meta.get("K"),
+            "E": meta.get("E"), "seed": meta.get("seed"), "samples_file": str(path),
+            "samples_sha256": loaded.sha256, "key": loaded.key, "layout": loaded.layout,
+            "reported": meta.get("reported", "as stored in the file")}
+    result = {**_header("samples file", device, options, metrics), "samples_file": str(path),
+              "samples": {"protocol": base, "warnings": loaded.warnings, "meta": meta}}
+    sections, figures = _quality_results(images, ctx, networks, image_data, base, metrics, options)
+    result.update(sections)
+    result["data"] = image_data.describe()
+    out = Path(out_dir) if out_dir is not None else path.parent / f"{path.stem}_eval"
+    return write_outputs(out, result, figures)

@@ -1,0 +1,306 @@
+"""Image evaluation end to end on a tiny fake MNIST (torchvision IDX layout) and a 2-step MLP run,
+with a 16-d stand-in for the Inception network and an untrained classifier injected: eval.json and
+its protocols, the figures, batch-size independence, cached references and their checksum check,
+samples files (layouts, wrong shape / range, one-line errors, nothing overwritten), the CLI, and
+the mixing statistics of frozen versus mixing chains."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from walkback.cli import main
+from walkback.data.files import KNOWN_MD5, md5_of
+from walkback.evaluate_images import ImageEvalOptions, evaluate_image_run, evaluate_samples_file
+from walkback.evaluation import context as context_module
+from walkback.evaluation.chains import parse_chain_steps, run_chains
+from walkback.evaluation.features import FeatureNet
+from walkback.metrics.classifier import ClassifierInfo, MNISTClassifier
+from walkback.metrics.fid import FeatureStats, MetricsError
+from walkback.model import Walkback
+from walkback.models import LinearGaussianBackbone
+from walkback.presets import get_preset
+from walkback.config import apply_overrides
+from walkback.prior import GaussianPrior
+from walkback.train import train
+from walkback.transition import TransitionOperator
+
+PNG = b"\x89PNG\r\n\x1a\n"
+N_TRAIN, N_TEST, N_SAMPLES = 96, 48, 24
+
+
+def _idx(array: np.ndarray) -> bytes:
+    return struct.pack(f">I{array.ndim}I", 0x800 + array.ndim, *array.shape) + array.tobytes()
+
+
+def _fake_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs at a class-dependent place on a dark background (uint8 (n, 28, 28)) and labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 30, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 4 + 10 * (k // 5), 2 + 5 * (k % 5)
+        images[i, r:r + 10, c:c + 5] = rng.integers(180, 256)
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory):
+    """A fake MNIST in torchvision's layout, its files registered in the md5 table."""
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n, seed in (("train", N_TRAIN, 0), ("t10k", N_TEST, 1)):
+        images, labels = _fake_digits(n, seed)
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(_idx(images))
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(_idx(labels))
+    patch = pytest.MonkeyPatch()
+    for path in raw.iterdir():
+        patch.setitem(KNOWN_MD5, path.name, md5_of(path))
+    yield root
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def run_dir(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = apply_overrides(get_preset("mnist"), [
+        "model.backbone=mlp", "model.hidden=16", "model.depth=1", "schedule.num_steps=3",
+        "train.steps=2", "train.batch_size=16", "train.amp=none", "train.device=cpu",
+        "train.log_every=1", f"data.root={mnist_root}", f"sample.num_samples={N_SAMPLES}",
+        "sample.batch_size=8", "sample.num_paths=2"])
+    path = tmp_path_factory.mktemp("runs") / "mnist"
+    train(config, path, progress=False)
+    return path
+
+
+def _pool16(images: torch.Tensor) -> torch.Tensor:
+    """Stand-in feature network: 4x4 average-pooled pixels, uint8 (B, 1, 28, 28) -> (B, 16)."""
+    return F.avg_pool2d(images.float() / 255.0, 7).flatten(1)
+
+
+STAND_IN = FeatureNet("test-pool16", 16, _pool16, "test stand-in", batch_size=10)
+
+
+def _classifier() -> tuple[MNISTClassifier, ClassifierInfo]:
+    torch.manual_seed(0)
+    return MNISTClassifier().eval(), ClassifierInfo("train", "test", 0.0, 0, 0, weights_sha256="ab" * 32, file="test")
+
+
+def _options(cache: Path, **changes) -> ImageEvalOptions:
+    base = dict(metrics="fid,kid,classes,bound,chain,parzen", chain_steps="0,K,2K", bound_points=20,
+                device="cpu", progress=False, cache_dir=cache, feature_net=STAND_IN,
+                classifier=_classifier(), block=8, command="test")
+    return ImageEvalOptions(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def evaluated(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    cache = tmp_path_factory.mktemp("cache")
+    return evaluate_image_run(run_dir, _options(cache, batch_size=8)), cache
+
+
+def test_eval_json_layout_and_protocols(evaluated, run_dir: Path, mnist_root: Path) -> None:
+    result, _ = evaluated
+    assert json.loads((run_dir / "eval.json").read_text()) == result
+    assert result["kind"] == "image run" and result["K"] == 3
+    assert result["metrics"] == ["fid", "kid", "classes", "bound", "chain", "parzen"]
+    splits = result["data"]["splits"]
+    assert splits["test"]["num"] == N_TEST and str(mnist_root) in splits["test"]["source"]
+    s = result["samples"]["protocol"]
+    assert (s["num_samples"], s["K"], s["E"], s["split"]) == (N_SAMPLES, 3, 0, "test")
+    ref = result["fid"]["protocol"]["reference"]
+    assert ref["checksum"] == splits["test"]["checksum"] and ref["network"] == "test-pool16"
+    assert result["fid"]["value"] > 0 and result["fid"]["floor"]["value"] >= 0
+    assert result["fid"]["floor"]["protocol"]["split"] == "train"
+    assert result["kid"]["subset_size"] == N_SAMPLES and "floor" in result["kid"]
+    classes = result["classes"]
+    assert len(classes["fractions"]) == 10 and sum(classes["fractions"]) == pytest.approx(1.0)
+    assert classes["min_fraction"] == min(classes["fractions"]) and classes["classifier_fid"] >= 0
+    assert result["parzen"]["sigma"] in result["parzen"]["sigmas"]
+    assert result["parzen"]["num_validation"] == N_TRAIN // 6 and result["parzen"]["num_test"] == N_TEST
+
+
+def test_bound_section(evaluated) -> None:
+    bound = evaluated[0]["bound"]
+    assert bound["protocol"]["M"] == [1, 2] and bound["protocol"]["num_points"] == 20
+    assert bound["protocol"]["split"] == "test"
+    for est in bound["estimates"]:
+        assert len(est["step_bits_per_dim"]) == 3 and est["num_points"] == 20
+        total = est["constant_bits_per_dim"] + est["prior_bits_per_dim"] + sum(est["step_bits_per_dim"])
+        assert total == pytest.approx(est["elbo_bits_per_dim"], rel=1e-6)  # float32 terms
+        assert est["bits_per_dim"] == pytest.approx(7 - est["log_bound_nats"] / (784 * np.log(2)))
+    assert bound["estimates"][1]["bits_per_dim"] <= bound["estimates"][1]["elbo_bits_per_dim"] + 1e-9
+
+
+def test_chain_section_and_figures(evaluated, run_dir: Path) -> None:
+    result = evaluated[0]
+    snaps = result["chain"]["snapshots"]
+    assert [s["E"] for s in snaps] == [0, 3, 6] and [s["chain_steps"] for s in snaps] == [3, 6, 9]
+    assert snaps[0]["fid"] == result["fid"]["value"]  # E = 0: the same chains as the samples
+    assert snaps[0]["mixing"]["move_from_previous_per_dim"] is None
+    for snap in snaps[1:]:
+        mixing = snap["mixing"]
+        assert mixing["move_from_previous_per_dim"] > 0 and mixing["pair_distance_per_dim"] > 0
+        assert 0 <= mixing["class_change_fraction"] <= 1 and "classes" in snap and "kid" in snap
+    for name in ("samples", "classes", "chain", "chain_snapshots", "bound_steps"):
+        assert (run_dir / "figures" / f"{name}.png").read_bytes()[:8] == PNG, name
+        protocol = result["figures"][name]["protocol"]
+        assert protocol["data"] == "mnist" and protocol["K"] == 3 and len(protocol["checksum"]) == 64
+        if name == "bound_steps":
+            assert protocol["num_points"] == 20 and protocol["split"] == "test"
+        else:
+            assert protocol["num_samples"] == N_SAMPLES and "E" in protocol
+    assert not list(run_dir.glob(".eval-figures-*"))
+
+
+def test_results_do_not_depend_on_batch_size(evaluated, run_dir: Path) -> None:
+    a, cache = evaluated
+    b = evaluate_image_run(run_dir, _options(cache, batch_size=24))
+    for key in ("fid", "kid"):
+        assert b[key]["floor"] == a[key]["floor"]
+    assert b["fid"]["value"] == pytest.approx(a["fid"]["value"], rel=1e-6)
+    assert b["classes"]["fractions"] == a["classes"]["fractions"]
+    for ea, eb in zip(a["bound"]["estimates"], b["bound"]["estimates"]):
+        assert eb["bits_per_dim"] == pytest.approx(ea["bits_per_dim"], abs=1e-6)
+    for sa, sb in zip(a["chain"]["snapshots"], b["chain"]["snapshots"]):
+        assert sb["fid"] == pytest.approx(sa["fid"], rel=1e-6)
+    c = evaluate_image_run(run_dir, _options(cache, batch_size=24, seed=1, metrics="fid"))
+    assert c["fid"]["value"] != pytest.approx(a["fid"]["value"], rel=1e-6)  # the seed matters
+
+
+def test_reference_cache_and_checksum_mismatch(evaluated, run_dir: Path) -> None:
+    result, cache = evaluated
+    checksum = result["data"]["splits"]["test"]["checksum"]
+    path = cache / "fid" / f"mnist-test-28x28-test-pool16-{checksum[:16]}.npz"
+    assert Path(result["fid"]["protocol"]["reference"]["stats_file"]) == path and path.is_file()
+    assert path.with_suffix(".kid.npz").is_file()
+    stats = FeatureStats.load_npz(path, expected_checksum=checksum)
+    stats.save_npz(path, data_checksum="0" * 64)  # as if computed from another copy
+    before = (run_dir / "eval.json").read_bytes()
+    with pytest.raises(MetricsError, match="checksum") as info:
+        evaluate_image_run(run_dir, _options(cache, metrics="fid"))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert (run_dir / "eval.json").read_bytes() == before
+    stats.save_npz(path, data_checksum=checksum)
+
+
+def _write_npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def test_samples_file_layouts_agree(mnist_root: Path, tmp_path: Path) -> None:
+    images, _ = _fake_digits(N_SAMPLES, 7)
+    nchw = images[:, None]
+    files = {"float": _write_npz(tmp_path / "f.npz", samples=(nchw / 127.5 - 1).astype(np.float32)),
+             "nchw": _write_npz(tmp_path / "u.npz", samples=nchw),
+             "nhwc": _write_npz(tmp_path / "h.npz", images=nchw.transpose(0, 2, 3, 1))}
+    opts = _options(tmp_path / "cache", metrics="fid,kid,classes,parzen")
+    results = {k: evaluate_samples_file(f, data="mnist", data_root=str(mnist_root), options=opts)
+               for k, f in files.items()}
+    for key in ("nchw", "nhwc"):
+        assert results[key]["fid"]["value"] == results["float"]["fid"]["value"]
+        assert results[key]["parzen"]["test_log_likelihood"] == results["float"]["parzen"]["test_log_likelihood"]
+    assert results["nhwc"]["samples"]["protocol"]["layout"] == "uint8 (N, H, W, C)"
+    assert (tmp_path / "f_eval" / "eval.json").is_file()
+    assert (tmp_path / "f_eval" / "figures" / "samples.png").read_bytes()[:8] == PNG
+
+
+@pytest.fixture
+def stand_in_inception(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI builds its own networks: give it the stand-in instead of the Inception."""
+    monkeypatch.setattr(context_module, "inception_net", lambda weights, device: STAND_IN)
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("walkback: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize(("array", "needle"), [
+    (np.zeros((5, 28, 28), np.uint8), "(5, 28, 28)"),
+    (np.zeros((5, 3, 28, 28), np.uint8), "uint8 (N, 1, 28, 28)"),
+    (np.full((5, 1, 28, 28), 255.0, np.float32), "values reach 255"),
+    (np.full((5, 1, 28, 28), -127.5, np.float32), "median |x| 128"),
+    (np.full((5, 1, 28, 28), np.nan, np.float32), "non-finite"),
+    (np.zeros((5, 1, 28, 28), np.int64), "dtype int64"),
+])
+def test_bad_samples_are_one_line_errors_and_nothing_is_overwritten(
+        array, needle, mnist_root: Path, tmp_path: Path, capsys, stand_in_inception) -> None:
+    path = _write_npz(tmp_path / "bad.npz", samples=array)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "eval.json").write_text("previous")
+    code = main(["evaluate", "--samples", str(path), "--data", "mnist", "--data-root", str(mnist_root),
+                 "--metrics", "fid", "--out-dir", str(out), "--cache-dir", str(tmp_path / "c"),
+                 "--no-progress", "--device", "cpu"])
+    line = _one_line(capsys.readouterr().err)
+    assert code not in (0, 2) and needle in line and str(path) in line
+    assert (out / "eval.json").read_text() == "previous" and not (out / "figures").exists()
+
+
+def test_cli_samples_from_walkback_sample_and_image_run(
+        run_dir: Path, mnist_root: Path, tmp_path: Path, capsys, stand_in_inception) -> None:
+    samples = tmp_path / "s.npz"
+    assert main(["sample", "--run-dir", str(run_dir), "--num-samples", "12", "--out", str(samples)]) == 0
+    common = ["--metrics", "fid,kid", "--cache-dir", str(tmp_path / "c"), "--no-progress", "--device", "cpu"]
+    assert main(["evaluate", "--samples", str(samples), "--data", "mnist", "--data-root", str(mnist_root),
+                 *common]) == 0
+    out = capsys.readouterr().out
+    assert "FID" in out and "real-vs-real floor" in out
+    result = json.loads((tmp_path / "s_eval" / "eval.json").read_text())
+    assert result["samples"]["protocol"]["K"] == 3 and result["samples"]["protocol"]["num_samples"] == 12
+    assert main(["evaluate", "--samples", str(samples), "--data", "mnist", "--data-root", str(mnist_root),
+                 "--metrics", "bound", *common[2:]]) == 2
+    assert "--run-dir" in _one_line(capsys.readouterr().err)
+    assert main(["evaluate", "--run-dir", str(run_dir), *common, "--chain-steps", "0,K"]) == 0
+    assert "samples:" in capsys.readouterr().out
+
+
+def test_toy_run_rejects_image_flags(tmp_path: Path, capsys) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"data": {"name": "mog"}}))
+    assert main(["evaluate", "--run-dir", str(tmp_path), "--metrics", "fid"]) == 2
+    assert "--metrics" in _one_line(capsys.readouterr().err)
+
+
+def test_parse_chain_steps() -> None:
+    assert parse_chain_steps("0,K,10K,100K", 30) == [0, 30, 300, 3000]
+    assert parse_chain_steps("7, 2k, 0", 5) == [0, 7, 10]
+    with pytest.raises(Exception, match="--chain-steps"):
+        parse_chain_steps("0,x", 5)
+
+
+def _linear_model(matrix_scale: float, var: float, dim: int = 16) -> Walkback:
+    """``s' = a s + N(0, var)`` with ``a = (1 + matrix_scale) / 2``: frozen (a = 1, tiny var) or mixing."""
+    backbone = LinearGaussianBackbone(dim, weight=matrix_scale * torch.eye(dim),
+                                      log_var=torch.full((dim,), float(np.log(var))))
+    op = TransitionOperator(backbone, (dim,), form="2017", alpha=0.5, min_var=0.0)
+    return Walkback(op, GaussianPrior((dim,)), torch.ones(2, dtype=torch.float64))
+
+
+def test_mixing_separates_frozen_from_mixing_chains() -> None:
+    frozen = run_chains(_linear_model(1.0, 1e-6), 40, [0, 50], seed=0, batch_size=40, block=8)
+    mixing = run_chains(_linear_model(-1.0, 1.0), 40, [0, 50], seed=0, batch_size=40, block=8)
+    f, m = frozen.at(50), mixing.at(50)
+    assert f.move_from_previous < 0.05 * f.pair_distance  # each chain stuck where it started
+    assert m.move_from_previous == pytest.approx(m.pair_distance, rel=0.25)  # forgot its start
+    again = run_chains(_linear_model(-1.0, 1.0), 40, [0, 50], seed=0, batch_size=16, block=8)
+    assert torch.equal(again.at(50).images, m.images)
+    torch.testing.assert_close(again.at(50).kept, m.kept)
+
+
+def test_float_samples_with_a_few_wild_values_are_clipped_and_reported() -> None:
+    from walkback.evaluation.samples import samples_from_array
+    x = np.zeros((4, 1, 28, 28), np.float32) - 1.0
+    x[0, 0, 0, :3] = [38.0, -7.0, 1.5]  # a chain drifting on some pixels
+    x[1] = 60.0 * np.sign(np.random.default_rng(0).standard_normal((1, 28, 28)))  # diverged chain
+    loaded = samples_from_array(x, (1, 28, 28), name="s.npz")
+    assert loaded.images[0, 0, 0, :4].tolist() == [255, 0, 255, 0]
+    assert any("outside [-1, 1]" in w for w in loaded.warnings)
