@@ -1,4 +1,5 @@
-"""Metrics: toy 2-D metrics, the 2-D drift's curl, and FID / KID with the FID Inception-v3."""
+"""Metrics: toy 2-D metrics, the 2-D drift's curl, FID / KID with the FID Inception-v3, bits/dim
+of the bound, the MNIST classifier and Parzen windows."""
 
 from .drift import (
     DriftField,
@@ -21,7 +22,10 @@ from .fid import (
     kid,
     to_uint8,
 )
+from .classifier import MNISTClassifier, cached_classifier, class_histogram
 from .inception import FIDInception, load_fid_inception, resolve_fid_weights
+from .likelihood import bits_per_dim, estimate_bound
+from .parzen import parzen_evaluate, parzen_log_likelihood, select_sigma
 from .toy import (
     ModeStats,
     NearestDistance,
@@ -39,7 +43,15 @@ __all__ = [
     "FIDInception",
     "FeatureStats",
     "KID",
+    "MNISTClassifier",
     "MetricsError",
+    "bits_per_dim",
+    "cached_classifier",
+    "class_histogram",
+    "estimate_bound",
+    "parzen_evaluate",
+    "parzen_log_likelihood",
+    "select_sigma",
     "cached_reference_stats",
     "check_images",
     "compute_stats",
