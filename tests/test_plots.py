@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from walkback.data import make_toy
@@ -49,3 +50,25 @@ def test_plot_curves_skips_missing_keys(tmp_path: Path) -> None:
     path = tmp_path / "curves.png"
     plot_curves(records, ["loss", "mmd", "absent"], path, title="curves", log_y=True)
     _assert_png(path)
+
+
+def test_save_image_grid_tiles_images_row_by_row(tmp_path) -> None:
+    from PIL import Image
+
+    from walkback.plots import save_image_grid
+
+    images = torch.linspace(-1, 1, 12).reshape(12, 1, 1, 1).expand(12, 1, 4, 5).clone()
+    path = save_image_grid(images, tmp_path / "grid.png", nrow=5)
+    grid = np.asarray(Image.open(path))
+    assert grid.shape == (3 * 4, 5 * 5)  # 12 images -> 3 rows of 5, grey
+    assert grid[0, 0] == 0 and grid[4, 0] == round((images[5, 0, 0, 0].item() + 1) * 127.5)
+    assert grid[-1, -1] == 0  # the unused last cells stay black
+
+
+def test_write_samples_for_images_writes_a_grid_beside_the_npz(tmp_path) -> None:
+    from walkback.evaluate import write_samples
+
+    samples = torch.rand(7, 3, 8, 8) * 2 - 1
+    write_samples(tmp_path / "s.npz", samples, meta={"N": 7})
+    assert np.load(tmp_path / "s.npz")["samples"].shape == (7, 3, 8, 8)
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

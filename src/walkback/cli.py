@@ -89,7 +89,8 @@ def _sample(args: argparse.Namespace) -> int:
     k = len(model.active_temperatures)
     meta = {"run_dir": str(args.run_dir), "data": config.data.name, "K": k, "E": extra,
             "seed": args.seed, "N": args.num_samples, "reported": REPORTED}
-    reference = load_data(config).train[: args.num_samples]
+    toy = config.data.name in TOY_DATASETS
+    reference = load_data(config).train[: args.num_samples] if toy else None
     write_samples(out, result.samples, means=result.means, meta=meta, reference=reference)
     print(f"wrote {args.num_samples} samples (K={k}, E={extra}, seed {args.seed}) to {out}"
           f" and {out.with_suffix('.png')}")

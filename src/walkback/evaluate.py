@@ -28,7 +28,7 @@ from .metrics import drift_field, mode_statistics, nearest_distance_ratio, rotat
 from .metrics import subsample, toy_metrics
 from .model import MODEL_FILE, Walkback, load
 from .objective import variational_bound
-from .plots import plot_curves, plot_drift, plot_snapshots
+from .plots import plot_curves, plot_drift, plot_snapshots, save_image_grid
 from .sampler import anneal_progressive
 from .train import load_data, load_run_config
 from .trajectory import walk_away
@@ -64,8 +64,8 @@ def _as_float32(x: torch.Tensor) -> np.ndarray:
 def write_samples(path: str | Path, samples: torch.Tensor, *, means: torch.Tensor | None = None,
                   meta: dict, reference: torch.Tensor | None = None) -> None:
     """Write ``samples`` ``(N, *data_shape)`` (float32, data space), optional ``means`` and a
-    ``meta`` JSON string to an .npz atomically; for 2-D data also a scatter ``<stem>.png`` beside
-    it (data ``reference`` on the left when given)."""
+    ``meta`` JSON string to an .npz atomically, and a picture ``<stem>.png`` beside it: for 2-D
+    data a scatter (data ``reference`` on the left when given), for images a 10x10 grid."""
     path = Path(path)
     arrays = {"samples": _as_float32(samples), "meta": np.array(json.dumps(meta))}
     if means is not None:
@@ -73,7 +73,11 @@ def write_samples(path: str | Path, samples: torch.Tensor, *, means: torch.Tenso
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
-    if samples.dim() == 2 and samples.shape[1] == 2:
+    if samples.dim() == 4:  # images: a grid of the first 100
+        tmp = path.with_name(f".{path.stem}.png.tmp")
+        save_image_grid(samples, tmp)
+        os.replace(tmp, path.with_suffix(".png"))
+    elif samples.dim() == 2 and samples.shape[1] == 2:
         panels = [] if reference is None else [("data", reference)]
         title = ", ".join(f"{k}={meta[k]}" for k in ("K", "E", "seed", "N") if k in meta)
         tmp = path.with_name(f".{path.stem}.png.tmp")

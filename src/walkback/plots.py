@@ -149,3 +149,24 @@ def plot_curves(
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
     return _save(fig, path, title)
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, *, nrow: int = 10) -> Path:
+    """Save up to ``nrow**2`` images ``(N, C, H, W)`` in model space [-1, 1] as one PNG grid
+    (clipped for display only)."""
+    from PIL import Image  # noqa: PLC0415
+
+    from .data.images import to_display_uint8  # noqa: PLC0415
+
+    pixels = to_display_uint8(images[: nrow * nrow].detach().float().cpu())
+    n, c, h, w = pixels.shape
+    rows = -(-n // nrow)
+    grid = torch.zeros(c, rows * h, nrow * w, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = pixels[i]
+    array = grid.permute(1, 2, 0).numpy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array[:, :, 0] if c == 1 else array).save(path, format="PNG")
+    return path
