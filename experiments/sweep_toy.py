@@ -1,4 +1,12 @@
-"""Parallel sweep of toy variants (CPU pool). Usage: sweep.py OUTDIR STEPS 'name|preset|k=v,k=v' ..."""
+"""Parallel sweep of 2-D variants on a CPU pool (one single-thread run per core): the variant
+table of docs/RESULTS.md.
+
+Usage, from the repository root:
+    python experiments/sweep_toy.py OUTDIR STEPS 'NAME|PRESET|key=value,key=value' ...
+Each run trains PRESET with the overrides for STEPS minibatches, then scores 5000 chains at
+E = 0, K and 10K extra steps (seed 1) and the plain bound on 2000 held-out points; one JSON
+line per run is printed and appended to OUTDIR/results.jsonl.
+"""
 import json, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 
