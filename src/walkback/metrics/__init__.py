@@ -25,6 +25,12 @@ from .fid import (
 from .classifier import MNISTClassifier, cached_classifier, class_histogram
 from .inception import FIDInception, load_fid_inception, resolve_fid_weights
 from .likelihood import bits_per_dim, estimate_bound
+from .nonequilibrium import (
+    EntropyProduction,
+    entropy_production,
+    linear_gaussian_entropy_production,
+    weight_asymmetry,
+)
 from .parzen import parzen_evaluate, parzen_log_likelihood, select_sigma
 from .toy import (
     ModeStats,
@@ -40,6 +46,7 @@ from .toy import (
 
 __all__ = [
     "DriftField",
+    "EntropyProduction",
     "FIDInception",
     "FeatureStats",
     "KID",
@@ -48,7 +55,9 @@ __all__ = [
     "bits_per_dim",
     "cached_classifier",
     "class_histogram",
+    "entropy_production",
     "estimate_bound",
+    "linear_gaussian_entropy_production",
     "parzen_evaluate",
     "parzen_log_likelihood",
     "select_sigma",
@@ -61,6 +70,7 @@ __all__ = [
     "load_fid_inception",
     "resolve_fid_weights",
     "to_uint8",
+    "weight_asymmetry",
     "HelmholtzParts",
     "ModeStats",
     "NearestDistance",
