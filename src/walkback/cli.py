@@ -77,7 +77,7 @@ def _sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
-    device = str(resolve_device(args.device))
+    device = str(resolve_device(args.device, setting="--device"))
     model = load_run_model(args.run_dir, device=device).eval()
     config = model.config if model.config is not None else load_run_config(Path(args.run_dir))
     extra = args.extra_steps if args.extra_steps is not None else config.sample.extra_steps
@@ -146,7 +146,7 @@ def _evaluate_toy(args: argparse.Namespace, command: str) -> int:
                           f"not the toy run in {args.run_dir}")
     result = evaluate_run(args.run_dir, num_samples=args.num_samples, seed=args.seed,
                           num_paths=args.num_paths,
-                          device=str(resolve_device(args.device or "cpu")),
+                          device=str(resolve_device(args.device or "cpu", setting="--device")),
                           progress=not args.no_progress, command=command)
     print("\n".join(_summary(result)))
     run_dir = Path(args.run_dir)

@@ -39,7 +39,7 @@ from .evaluation.sections import (
 from .metrics.classifier import ClassifierInfo, MNISTClassifier
 from .metrics.fid import MetricsError
 from .model import IMAGE_SHAPES, MODEL_FILE
-from .train import load_run_config
+from .train import load_run_config, resolve_device
 
 __all__ = ["METRICS", "ImageEvalOptions", "resolve_metrics", "evaluate_image_run",
            "evaluate_samples_file", "image_summary"]
@@ -95,14 +95,6 @@ def resolve_metrics(spec: str | None, data_name: str, *, has_model: bool) -> lis
     if "chain" in chosen:
         chosen.add("fid")
     return [m for m in METRICS if m in chosen]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no GPU is available")
-    return torch.device(name)
 
 
 def _cache_dir(options: ImageEvalOptions) -> Path:
@@ -183,7 +175,7 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     options, run_dir = options or ImageEvalOptions(), Path(run_dir)
     config: Config = load_run_config(run_dir)
     metrics = resolve_metrics(options.metrics, config.data.name, has_model=True)
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, setting="--device")
     model = load_run_model(run_dir, device=str(device)).eval()
     k = len(model.active_temperatures)
     es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
@@ -242,7 +234,7 @@ def evaluate_samples_file(path: str | Path, *, data: str, data_root: str,
     ``out_dir`` (default ``<parent>/<stem>_eval``)/eval.json and figures; returns the dict."""
     options, path = options or ImageEvalOptions(), Path(path)
     metrics = resolve_metrics(options.metrics, data, has_model=False)
-    device = resolve_device(options.device)
+    device = resolve_device(options.device, setting="--device")
     loaded = load_samples_file(path, _image_shape(data, options.resolution), key=key)
     images = loaded.images
     if options.num_samples is not None:

@@ -44,11 +44,13 @@ class TrainResult:
     model: Walkback  # the EMA weights, in eval mode
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, *, setting: str = "config key train.device") -> torch.device:
+    """``auto`` -> the GPU when there is one, else the CPU; ``cuda`` without a GPU is an error
+    naming ``setting`` (the config key or command-line option the name came from)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config key train.device: 'cuda' requested but no GPU is available")
+        raise ConfigError(f"{setting}: 'cuda' requested but no GPU is available")
     return torch.device(name)
 
 
