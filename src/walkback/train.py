@@ -242,7 +242,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     ema = copy.deepcopy(model).requires_grad_(False)
     if cfg.compile:
         model.operator.backbone.compile()  # in place: state-dict keys are unchanged
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     generator = torch.Generator(device).manual_seed(config.seed)
 
     # --- resume: model, EMA, optimizer, prior, RNG and step (the step fixes the data position)
