@@ -156,6 +156,10 @@ def test_chain_section_and_figures(evaluated, run_dir: Path) -> None:
             assert protocol["num_points"] == 20 and protocol["split"] == "test"
         else:
             assert protocol["num_samples"] == N_SAMPLES and "E" in protocol
+    for name in ("walk_strip", "inpaint_top", "inpaint_left"):
+        assert (run_dir / "figures" / f"{name}.png").read_bytes()[:8] == PNG, name
+        assert result["figures"][name]["protocol"]["split"] == "test"
+    assert (run_dir / "figures" / "chain.gif").read_bytes()[:6] == b"GIF89a"
     assert not list(run_dir.glob(".eval-figures-*"))
 
 

@@ -39,6 +39,10 @@ from .evaluation.sections import (
 from .metrics.classifier import ClassifierInfo, MNISTClassifier
 from .metrics.fid import MetricsError
 from .model import IMAGE_SHAPES, MODEL_FILE
+from .data.images import to_model_space
+from .inpaint import half_mask, inpaint
+from .model import Walkback
+from .pictures import chain_gif, inpaint_figure, walk_strip
 from .train import load_run_config, resolve_device
 
 __all__ = ["METRICS", "ImageEvalOptions", "resolve_metrics", "evaluate_image_run",
@@ -206,8 +210,36 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     if "bound" in metrics:
         result["bound"], bound_figures = _bound_results(model, data, options, config, batch)
         figures.update(bound_figures)
+    figures.update(_pictures(model, data, options.seed))
     result["data"] = data.describe()
-    return write_outputs(run_dir, result, figures)
+    result = write_outputs(run_dir, result, figures)
+    chain_gif(model, run_dir / "figures" / "chain.gif", steps_past_k=10 * k, frames=min(60, 11 * k + 1),
+              generator=torch.Generator(device).manual_seed(options.seed))
+    return result
+
+
+def _pictures(model: Walkback, data: ImageData, seed: int) -> dict:
+    """walk_strip.png (8 test images heated, then cooling chains) and inpaint_top / inpaint_left
+    .png (6 test images, half of each clamped, 4 completions each)."""
+    device = model.temperatures.device
+    x = to_model_space(data.split("test").images[:8]).to(device)
+    strip_p = {"data": data.name, "split": "test", "num_points": 8, "seed": seed}
+    columns = min(8, len(model.active_temperatures) + 1)
+    figures = {"walk_strip": (lambda path: walk_strip(
+        model, x, path, num_columns=columns, generator=torch.Generator(device).manual_seed(seed)),
+        {**strip_p, "columns": columns})}
+    for side in ("top", "left"):
+        p = {**strip_p, "num_points": 6, "known": side, "completions": 4,
+             "clamped": "known half set to the data after every step"}
+
+        def draw(path: Path, side: str = side) -> None:
+            result = inpaint(model.operator, model.prior, model.active_temperatures, x[:6],
+                             half_mask(tuple(x.shape[1:]), side).to(device), completions=4,
+                             generator=torch.Generator(device).manual_seed(seed))
+            inpaint_figure(result, x[:6], path)
+
+        figures[f"inpaint_{side}"] = (draw, p)
+    return figures
 
 
 def _sha(path: Path) -> str | None:
