@@ -10,7 +10,8 @@ import sys
 import torch
 
 from walkback import load
-from walkback.metrics import entropy_production
+from walkback.metrics import entropy_production, weight_asymmetry
+from walkback.sampler import anneal
 
 CHAINS, BURN, STEPS = 2000, 300, 300
 
@@ -18,8 +19,14 @@ if __name__ == "__main__":
     for run in sys.argv[1:]:
         model = load(run).eval()
         generator = torch.Generator().manual_seed(0)
-        start = model.sample(CHAINS, generator=generator).samples
+        # full operator states (for the rate network [v; h], not model.sample's visible part)
+        start = anneal(model.operator, model.prior, model.active_temperatures, CHAINS,
+                       generator=generator).samples
         ep = entropy_production(model.operator, start, temperature=1.0, burn_in=BURN,
                                 steps=STEPS, generator=generator)
         print(f"{run}: EP = {ep.mean:.4g} nats/step, 95% CI [{ep.ci_low:.4g}, {ep.ci_high:.4g}] "
               f"({ep.num_chains} chains, burn-in {ep.burn_in}, {STEPS} steps)")
+        weight = getattr(model.operator.backbone, "weight", None)
+        if isinstance(weight, torch.Tensor):  # the rate network's W
+            print(f"{run}: weight_asymmetry ||W - W^T|| / ||W + W^T|| = "
+                  f"{weight_asymmetry(weight.detach()):.4g}")

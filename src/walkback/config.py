@@ -41,7 +41,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "mlp"  # "mlp" | "unet" | "conv2017"
+    backbone: str = "mlp"  # "mlp" | "unet" | "conv2017" | "rate" (recurrent rate network)
     form: str = "conditioned"  # "2017": backbone blind to T; "conditioned": gets log T
     hidden: int = 256  # mlp width
     depth: int = 3  # mlp hidden layers
@@ -49,10 +49,14 @@ class ModelConfig:
     channel_mults: str = "1,2,2"  # unet width multipliers per resolution
     num_res_blocks: int = 2  # unet
     dropout: float = 0.0  # unet
-    alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F
+    alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F; for "rate": SPEC's leak a, i.e.
+    # mean = (1 - a) s + a phi(W s + b) (the operator is built with alpha = 1 - a)
     min_var: float = 1e-6
     init_var: float = 0.01  # softplus(G) at initialisation (the operator starts as a random walk)
     cond_dim: int = 32
+    hidden_units: int = 0  # rate: hidden units H (the state is [v; h], D + H units)
+    symmetric: bool = False  # rate: constrain W = W^T (the detailed-balance comparison)
+    relax_steps: int = 10  # rate: N1 steps at T = 1 relaxing h (from 0) with v clamped to x
 
 
 @dataclass
@@ -106,7 +110,7 @@ class Config:
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.name": TOY_DATASETS + IMAGE_DATASETS,
-    "model.backbone": ("mlp", "unet", "conv2017"),
+    "model.backbone": ("mlp", "unet", "conv2017", "rate"),
     "train.amp": ("none", "bf16"),
     "model.form": ("2017", "conditioned"),
     "train.objective": ("paper", "released"),
@@ -204,6 +208,11 @@ def validate(config: Config) -> Config:
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"config key {key}: must be > 0, got {flat[key]}")
+    for key in ("model.hidden_units", "model.relax_steps"):
+        if flat[key] < 0:
+            raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
+    if flat["model.hidden_units"] and flat["model.backbone"] != "rate":
+        raise ConfigError("config key model.hidden_units: needs model.backbone=rate")
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if not 0 < flat["model.alpha"] < 1:

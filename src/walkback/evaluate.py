@@ -110,10 +110,11 @@ def _run_chain(model: Walkback, n: int, indices: set[int], *, generator: torch.G
                                generator=generator)
     captured, previous = {}, None
     for item in tqdm(chain, total=len(temps) + extra + 1, disable=not progress, desc="chain"):
+        state = model.visible(item.state)  # data space (the rate network's v units)
         if item.index in indices:
-            move = mean_distance(item.state, previous) if previous is not None else math.nan
-            captured[item.index] = Captured(item.index, item.state.cpu(), move)
-        previous = item.state
+            move = mean_distance(state, previous) if previous is not None else math.nan
+            captured[item.index] = Captured(item.index, state.cpu(), move)
+        previous = state
     return captured
 
 
@@ -156,6 +157,7 @@ def _chain_curve(name: str, captured: dict[int, Captured], k: int, data: DataSpl
 def _bound_entry(model: Walkback, x: torch.Tensor, num_paths: int, seed: int) -> dict[str, Any]:
     """Mean over points of the (importance-weighted) bound and its parts, nats per point."""
     generator = torch.Generator(x.device).manual_seed(seed)
+    x = model.lift(x, generator=generator)  # x itself, or [x; relaxed h] (rate network)
     r = variational_bound(model.operator, model.prior, model.heating_path(),
                           model.active_temperatures, x, num_paths=num_paths, generator=generator)
     return {"num_paths": num_paths, "seed": seed, "log_bound": float(r.log_bound.mean()),
@@ -216,13 +218,27 @@ def _model_figures(model: Walkback, data: DataSplits, run_dir: Path, fig_dir: Pa
                    base: dict[str, Any], x: torch.Tensor, seed: int) -> dict[str, dict]:
     """heating.png (a heating path from held-out points), drift.png and loss.png."""
     k, figures = base["K"], {}
-    path = walk_away(model.heating_path(), x, generator=torch.Generator(x.device).manual_seed(seed))
+    generator = torch.Generator(x.device).manual_seed(seed)
+    path = walk_away(model.heating_path(), model.lift(x, generator=generator), generator=generator)
     ts = _fractions(k)
     p = {"data": base["data"], "split": "heldout", "num_points": len(x), "K": k, "t": ts,
-         "seed": seed, "reported": "heating path states s_t (samples)"}
-    plot_snapshots([(f"t={t}", path.states[t]) for t in ts], fig_dir / "heating.png",
-                   title="heating: " + _caption(p))
+         "seed": seed, "reported": "heating path states s_t (samples, visible part)"}
+    plot_snapshots([(f"t={t}", model.visible(path.states[t])) for t in ts],
+                   fig_dir / "heating.png", title="heating: " + _caption(p))
     figures["heating"] = p
+    if model.hidden_dim:
+        figures["drift"] = {"skipped": "the rate network's state [v; h] is not 2-D"}
+    else:
+        figures["drift"] = _drift_figure(model, data, fig_dir, base)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    if records:
+        plot_curves(records, ["loss_nats"], fig_dir / "loss.png", title="training loss (nats)")
+        figures["loss"] = {"source": "metrics.jsonl", "keys": ["loss_nats"]}
+    return figures
+
+
+def _drift_figure(model: Walkback, data: DataSplits, fig_dir: Path, base: dict[str, Any]) -> dict:
+    """drift.png: the drift of the operator's mean at T = 1 on a grid, and its curl."""
     device = next(model.parameters()).device
     field = drift_field(lambda s: model.operator(s.to(device), 1.0).mean, lim=DRIFT_LIM,
                         grid=DRIFT_GRID)
@@ -230,14 +246,9 @@ def _model_figures(model: Walkback, data: DataSplits, run_dir: Path, fig_dir: Pa
          "grid": DRIFT_GRID, "reported": "drift d(s) = mean(s, T=1) - s and its curl"}
     plot_drift(field, fig_dir / "drift.png", data=subsample(data.train, 2000),
                title=f"drift at T=1, {base['data']}")
-    figures["drift"] = {**p, "mean_abs_curl": float(field.curl.abs().mean()),
-                        "max_abs_curl": float(field.curl.abs().max()),
-                        "rotational_magnitude": rotational_magnitude(field)}
-    records = read_metrics(run_dir / "metrics.jsonl")
-    if records:
-        plot_curves(records, ["loss_nats"], fig_dir / "loss.png", title="training loss (nats)")
-        figures["loss"] = {"source": "metrics.jsonl", "keys": ["loss_nats"]}
-    return figures
+    return {**p, "mean_abs_curl": float(field.curl.abs().mean()),
+            "max_abs_curl": float(field.curl.abs().max()),
+            "rotational_magnitude": rotational_magnitude(field)}
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -298,6 +309,10 @@ def _bound_section(model: Walkback, name: str, x: torch.Tensor, num_paths: int, 
     ms = list(dict.fromkeys((1, num_paths)))
     protocol = {"data": name, "split": "heldout", "num_points": len(x),
                 "K": len(model.active_temperatures), "M": ms, "units": "nats per point"}
+    if model.hidden_dim:
+        protocol["state"] = (f"full state [v; h] ({model.hidden_dim} hidden units relaxed for "
+                             f"{model.relax_steps} steps with v = x): a bound on log p(v, h), "
+                             "not on log p(x)")
     return {"protocol": protocol,
             "estimates": [_bound_entry(model, x, m, seed + i) for i, m in enumerate(ms)]}
 
@@ -338,7 +353,9 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, seed: i
     result = _jsonable({
         **_header(run_dir, data, config.seed, dev, command), "K": k, "seed": seed,
         "chain": chain, "bound": bound,
-        "figures": {name: {"path": f"figures/{name}.png", "protocol": p} for name, p in figures.items()},
+        "figures": {name: ({"path": None, **p} if "skipped" in p else
+                           {"path": f"figures/{name}.png", "protocol": p})
+                    for name, p in figures.items()},
     })
     atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2, allow_nan=False))
     return result

@@ -21,14 +21,14 @@ from .config import Config, config_from_dict, config_to_dict
 from .data.images import CELEBA_DEFAULT_RESOLUTION
 from .data.toy import TOY_DATASETS
 from .errors import CheckpointError, ConfigError
-from .models import Conv2017Backbone, MLPBackbone, UNetBackbone
+from .models import Conv2017Backbone, MLPBackbone, RateNetworkBackbone, UNetBackbone
 from .prior import GaussianPrior
 from .sampler import SampleResult, anneal
 from .schedule import fixed_diffusion_betas, heating_temperatures
 from .trajectory import FixedDiffusionHeating, HeatingPath, OperatorHeating
 from .transition import TransitionOperator
 
-__all__ = ["Walkback", "build_model", "load", "data_shape_of"]
+__all__ = ["Walkback", "build_model", "load", "data_shape_of", "state_shape_of"]
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -51,10 +51,24 @@ def data_shape_of(config: Config) -> tuple[int, ...]:
     return IMAGE_SHAPES[name]
 
 
+def state_shape_of(config: Config) -> tuple[int, ...]:
+    """The operator's state shape: the data shape, or ``(D + H,)`` for the rate network (its
+    state ``[v; h]`` holds ``H = model.hidden_units`` hidden units after the ``D`` visible ones)."""
+    shape = data_shape_of(config)
+    if config.model.backbone == "rate":
+        return (math.prod(shape) + config.model.hidden_units,)
+    return shape
+
+
 def build_backbone(config: Config, shape: tuple[int, ...]) -> nn.Module:
     """The configured backbone ``(s, cond) -> (F, G)`` for states of ``shape``."""
     m = config.model
     cond_dim = m.cond_dim if m.form == "conditioned" else 0
+    if m.backbone == "rate":
+        if m.form != "2017":
+            raise ConfigError("config key model.form: the rate network needs '2017' (blind to T)")
+        return RateNetworkBackbone(shape[0] - m.hidden_units, m.hidden_units,
+                                   symmetric=m.symmetric, init_var=m.init_var)
     if m.backbone == "mlp":
         return MLPBackbone(shape, hidden=m.hidden, depth=m.depth, cond_dim=cond_dim,
                            init_var=m.init_var)
@@ -74,6 +88,12 @@ class Walkback(nn.Module):
 
     ``temperatures`` holds all ``K`` configured heating temperatures; ``num_active`` how many
     are used (smaller than ``K`` when the ``sigma2_max`` stop rule ended heating early).
+
+    States and data: with ``hidden_dim = H > 0`` (the rate network) the operator and the prior
+    act on full states ``s = [v; h]`` of ``D + H`` units while data ``x`` has ``D``: ``lift``
+    maps data to a starting state (``h`` relaxed for ``relax_steps`` steps at ``T = 1`` with
+    ``v`` clamped to ``x``) and ``visible`` maps states back to data space. With ``H = 0`` both
+    are the identity (``lift`` returns ``x`` itself and draws no random numbers).
     """
 
     temperatures: torch.Tensor
@@ -81,9 +101,12 @@ class Walkback(nn.Module):
 
     def __init__(
         self, operator: TransitionOperator, prior: GaussianPrior, temperatures: torch.Tensor,
-        *, heating: str = "model", config: Config | None = None,
+        *, heating: str = "model", config: Config | None = None, hidden_dim: int = 0,
+        relax_steps: int = 0,
     ) -> None:
         super().__init__()
+        self.hidden_dim = hidden_dim
+        self.relax_steps = relax_steps
         self.operator = operator
         self.prior = prior
         self.heating = heating
@@ -104,15 +127,43 @@ class Walkback(nn.Module):
             return FixedDiffusionHeating(fixed_diffusion_betas(temps))
         return OperatorHeating(self.operator, temps)
 
+    @property
+    def visible_dim(self) -> int:
+        """Number of visible units ``D`` of a flat state (the data's size)."""
+        return math.prod(self.operator.data_shape) - self.hidden_dim
+
+    def visible(self, s: torch.Tensor) -> torch.Tensor:
+        """The data part of states ``s``: ``s`` itself, or ``s[:, :D]`` with hidden units."""
+        return s[:, : self.visible_dim] if self.hidden_dim else s
+
+    @torch.no_grad()
+    def lift(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The state that heating starts from for data ``x``: ``x`` itself without hidden units;
+        else ``s = [x; 0]`` followed by ``relax_steps`` operator steps at ``T = 1``, each with
+        the visible part reset to ``x`` (SPEC.md: hidden units relax with ``v`` clamped)."""
+        if not self.hidden_dim:
+            return x
+        d = self.visible_dim
+        s = torch.cat([x.flatten(1), x.new_zeros(x.shape[0], self.hidden_dim)], dim=1)
+        for _ in range(self.relax_steps):
+            s = self.operator.sample(s, 1.0, generator=generator)
+            s[:, :d] = x.flatten(1)
+        return s
+
     def sample(
         self, num_samples: int, *, extra_steps: int = 0, batch_size: int | None = None,
         generator: torch.Generator | None = None,
     ) -> SampleResult:
-        """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at ``T = 1``."""
-        return anneal(
+        """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at ``T = 1``;
+        returns the visible parts of the final states and means (use ``sampler.anneal`` on
+        ``operator`` and ``prior`` for full states)."""
+        result = anneal(
             self.operator, self.prior, self.active_temperatures, num_samples,
             extra_steps=extra_steps, batch_size=batch_size, generator=generator,
         )
+        if not self.hidden_dim:
+            return result
+        return SampleResult(self.visible(result.samples), self.visible(result.means))
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` (atomically) into ``directory``."""
@@ -169,14 +220,18 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -
 
 def build_model(config: Config) -> Walkback:
     """A freshly initialised ``Walkback`` for ``config`` (prior at N(0, I) until fitted)."""
-    shape = data_shape_of(config)
+    shape = state_shape_of(config)
     m, s = config.model, config.schedule
+    rate = m.backbone == "rate"
+    # the rate network: model.alpha is SPEC's leak a, mean = (1 - a) s + a phi(W s + b)
     operator = TransitionOperator(
-        build_backbone(config, shape), shape, form=m.form, alpha=m.alpha, min_var=m.min_var,
-        cond_dim=m.cond_dim,
+        build_backbone(config, shape), shape, form=m.form, alpha=1 - m.alpha if rate else m.alpha,
+        min_var=m.min_var, cond_dim=m.cond_dim,
     )
     temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
-    return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config)
+    return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config,
+                    hidden_dim=m.hidden_units if rate else 0,
+                    relax_steps=m.relax_steps if rate else 0)
 
 
 def load(path: str | Path, *, device: str = "cpu") -> Walkback:

@@ -19,6 +19,8 @@ _TOY: dict[str, Any] = {
     "train": {"steps": 1000, "batch_size": 500, "lr": 1e-3, "mode": "accumulate"},
 }
 
+_RATE: dict[str, Any] = {"backbone": "rate", "hidden_units": 64, "relax_steps": 10, "alpha": 0.5}
+
 
 def _toy(name: str, **changes: Any) -> dict[str, Any]:
     preset = copy.deepcopy(_TOY)
@@ -66,6 +68,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "circle": _toy("circle"),
     "ring8": _toy("ring8"),
     "checkerboard": _toy("checkerboard"),
+    # the stochastic recurrent rate network (SPEC.md, "Biologically plausible operator"):
+    # state [v; h], one unconstrained W, leak a = model.alpha; "-sym" constrains W = W^T
+    "mog-rate": _toy("mog", model=_RATE),
+    "mog-rate-sym": _toy("mog", model={**_RATE, "symmetric": True}),
+    "spiral-rate": _toy("spiral", model=_RATE),
     "mnist": _image(_UNET, "mnist"),
     "mnist-paper": _image(_PAPER, "mnist", model={"backbone": "mlp", "hidden": 1200, "depth": 3},
                           schedule={"num_steps": 10, "factor": 2.0},

@@ -37,6 +37,9 @@ RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model", "figures", 
              "samples.npz")
 
 
+PRIOR_FIT_POINTS = 5000  # lifted training points the prior is first fitted to (hidden units)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -127,6 +130,7 @@ def _autocast(config: Config, x: torch.Tensor) -> torch.autocast:
 def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, x: torch.Tensor,
                      config: Config, generator: torch.Generator, step: int) -> dict[str, float]:
     """Heat ``x`` and train the walk back; returns this minibatch's statistics."""
+    x = model.lift(x, generator=generator)  # the data itself, or [x; relaxed h] (rate network)
     cfg, dim = config.train, math.prod(x.shape[1:])
     max_var = config.schedule.max_variance or None
     temps = model.temperatures.cpu()
@@ -238,7 +242,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
     train_x = data.train.to(device)
-    model.prior.fit(train_x)
+    # the prior is over full states: with hidden units, fit it to lifted data (a subset)
+    model.prior.fit(model.lift(train_x[:PRIOR_FIT_POINTS]) if model.hidden_dim else train_x)
     ema = copy.deepcopy(model).requires_grad_(False)
     if cfg.compile:
         model.operator.backbone.compile()  # in place: state-dict keys are unchanged

@@ -3,6 +3,8 @@
 from .conv2017 import Conv2017Backbone
 from .linear import LinearGaussianBackbone
 from .mlp import MLPBackbone
+from .rate import RateNetworkBackbone
 from .unet import UNetBackbone
 
-__all__ = ["Conv2017Backbone", "LinearGaussianBackbone", "MLPBackbone", "UNetBackbone"]
+__all__ = ["Conv2017Backbone", "LinearGaussianBackbone", "MLPBackbone", "RateNetworkBackbone",
+           "UNetBackbone"]

@@ -1,0 +1,64 @@
+"""Stochastic recurrent rate network (SPEC.md, "Biologically plausible operator").
+
+State ``s = [v; h]``: ``visible_dim`` visible units (the data) followed by ``hidden_dim`` hidden
+units, one weight matrix ``W`` over all ``n = visible_dim + hidden_dim`` units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["RateNetworkBackbone"]
+
+
+class RateNetworkBackbone(nn.Module):
+    """``(s, cond) -> (F, G)`` with ``F = phi(W s + b)`` and ``G = g`` (state-independent).
+
+    Wrapped in ``TransitionOperator(..., alpha=1 - a)`` the operator's mean is
+    ``alpha * s + (1 - alpha) * F = (1 - a) s + a phi(W s + b)``: SPEC's leaky rate dynamics with
+    leak ``a`` (``model.alpha`` in the config), and variance ``T * (softplus(g) + min_var)``.
+
+    ``W`` is unconstrained (any asymmetry is allowed). With ``symmetric=True`` the network is
+    the detailed-balance comparison: ``W = (A + A^T) / 2`` of a free parameter ``A``.
+    ``weight`` returns the effective ``W`` either way. ``cond`` is ignored (form "2017").
+    """
+
+    def __init__(
+        self,
+        visible_dim: int,
+        hidden_dim: int,
+        *,
+        symmetric: bool = False,
+        init_var: float = 0.01,
+        activation: Callable[[torch.Tensor], torch.Tensor] = torch.tanh,
+    ) -> None:
+        super().__init__()
+        if visible_dim <= 0 or hidden_dim < 0:
+            raise ValueError(f"need visible_dim > 0 and hidden_dim >= 0, got {visible_dim}, {hidden_dim}")
+        self.visible_dim, self.hidden_dim = visible_dim, hidden_dim
+        n = visible_dim + hidden_dim
+        self.symmetric = symmetric
+        self.activation = activation
+        self.W = nn.Parameter(0.5 * torch.randn(n, n) / math.sqrt(n))  # A when symmetric; gain 0.5
+        self.b = nn.Parameter(torch.zeros(n))
+        # softplus(g) = init_var  <=>  g = log(expm1(init_var))
+        self.g = nn.Parameter(torch.full((n,), math.log(math.expm1(init_var))))
+
+    @property
+    def num_units(self) -> int:
+        return self.visible_dim + self.hidden_dim
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The effective weight matrix ``W`` (``(A + A^T) / 2`` when symmetric)."""
+        return 0.5 * (self.W + self.W.T) if self.symmetric else self.W
+
+    def forward(
+        self, s: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.activation(s @ self.weight.T + self.b)
+        return f, self.g.expand_as(s)

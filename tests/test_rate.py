@@ -1,0 +1,89 @@
+"""The stochastic recurrent rate network (SPEC.md, "Biologically plausible operator"): the
+operator's mean, the symmetric variant, lifting data to full states, and an end-to-end run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from walkback.config import apply_overrides
+from walkback.metrics import weight_asymmetry
+from walkback.model import build_model
+from walkback.models import RateNetworkBackbone
+from walkback.presets import get_preset
+from walkback.train import train
+from walkback.transition import TransitionOperator
+
+TINY = [
+    "model.hidden_units=8", "model.relax_steps=3", "train.steps=20", "data.num_train=2000",
+    "data.num_heldout=200", "schedule.num_steps=5", "train.batch_size=200", "train.log_every=5",
+    "train.checkpoint_every=10", "train.device=cpu",
+]
+
+
+def test_mean_is_leaky_rate_dynamics() -> None:
+    torch.manual_seed(0)
+    a, n = 0.3, 7
+    backbone = RateNetworkBackbone(2, 5, init_var=0.02)
+    with torch.no_grad():
+        backbone.b.normal_()
+    op = TransitionOperator(backbone, (n,), form="2017", alpha=1 - a, min_var=0.0)
+    s = torch.randn(11, n)
+    step = op(s, 2.0)
+    w, b = backbone.weight, backbone.b
+    expected = (1 - a) * s + a * torch.tanh(s @ w.T + b)
+    torch.testing.assert_close(step.mean, expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(step.total_var, torch.full((11, n), 2 * 0.02))
+    assert weight_asymmetry(w.detach()) > 0.5  # unconstrained at initialisation
+
+
+def test_symmetric_weight() -> None:
+    torch.manual_seed(1)
+    backbone = RateNetworkBackbone(2, 6, symmetric=True)
+    w = backbone.weight.detach()
+    assert torch.equal(w, w.T)
+    assert weight_asymmetry(w) == 0.0
+    loss = backbone(torch.randn(4, 8))[0].square().sum()
+    loss.backward()  # the free parameter A receives gradients
+    assert backbone.W.grad is not None and backbone.W.grad.abs().sum() > 0
+
+
+def test_lift_clamps_visible_and_moves_hidden() -> None:
+    config = apply_overrides(get_preset("mog-rate"), ["model.hidden_units=8"])
+    model = build_model(config)
+    assert model.operator.data_shape == (10,) and model.prior.data_shape == (10,)
+    assert model.operator.alpha == 1 - config.model.alpha
+    x = torch.randn(32, 2)
+    s = model.lift(x, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (32, 10)
+    assert torch.equal(s[:, :2], x) and torch.equal(model.visible(s), x)
+    assert s[:, 2:].abs().max() > 0
+
+
+def test_lift_is_identity_for_ordinary_models() -> None:
+    model = build_model(get_preset("mog"))
+    assert model.hidden_dim == 0
+    x = torch.randn(16, 2)
+    generator = torch.Generator().manual_seed(3)
+    before = generator.get_state()
+    assert model.lift(x, generator=generator) is x
+    assert torch.equal(generator.get_state(), before)
+    assert model.visible(x) is x
+
+
+@pytest.mark.parametrize("preset", ["mog-rate", "mog-rate-sym"])
+def test_tiny_rate_training_end_to_end(tmp_path, preset: str) -> None:
+    config = apply_overrides(get_preset(preset), TINY)
+    result = train(config, tmp_path / "run", progress=False)
+    model = result.model
+    assert result.step == 20
+    assert model.prior.data_shape == (10,)
+    out = model.sample(50, generator=torch.Generator().manual_seed(0))
+    assert out.samples.shape == (50, 2) and out.means.shape == (50, 2)
+    assert torch.isfinite(out.samples).all()
+    w = model.operator.backbone.weight.detach()
+    assert w.shape == (10, 10)
+    if config.model.symmetric:
+        assert weight_asymmetry(w) == 0.0
+    else:
+        assert 0 < weight_asymmetry(w) < float("inf")
