@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..metrics.nonequilibrium import Z_95, EntropyProduction
+from ..metrics.nonequilibrium import EntropyProduction, chain_estimate, check_protocol
 
 __all__ = ["EnergyMLP", "MALAKernel", "MALAStep", "mh_entropy_production", "train_energy_dsm"]
 
@@ -165,27 +165,13 @@ def mh_entropy_production(
     Each chain's sum telescopes to ``E(s_burn) - E(s_end)``, so the estimate is ``O(1 / steps)``
     and 0 in expectation at stationarity.
     """
-    num_chains = start.shape[0]
-    if num_chains < 2 or steps < 1 or burn_in < 0:
-        raise ValueError("need at least 2 chains, steps >= 1 and burn_in >= 0")
+    check_protocol(start.shape[0], steps=steps, burn_in=burn_in)
     s = start
     for _ in range(burn_in):
         s, _ = kernel.step(s, generator=generator)
-    total = torch.zeros(num_chains, dtype=torch.float64, device=start.device)
+    total = torch.zeros(start.shape[0], dtype=torch.float64, device=start.device)
     for _ in range(steps):
         s_next, accepted = kernel.step(s, generator=generator)
         total += kernel.pair_log_ratio(s, s_next, accepted).double()
         s = s_next
-    chain_means = total / steps
-    mean = chain_means.mean().item()
-    stderr = chain_means.std(unbiased=True).item() / math.sqrt(num_chains)
-    return EntropyProduction(
-        mean=mean,
-        ci_low=mean - Z_95 * stderr,
-        ci_high=mean + Z_95 * stderr,
-        stderr=stderr,
-        num_chains=num_chains,
-        num_pairs=num_chains * steps,
-        burn_in=burn_in,
-        temperature=1.0,
-    )
+    return chain_estimate(total, steps=steps, burn_in=burn_in, temperature=1.0)
