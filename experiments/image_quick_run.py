@@ -5,7 +5,8 @@ floor (test vs the first 10k training images), sampling throughput and 10x10 gri
 Usage (from the repository root; MNIST .gz files in .data/mnist, the FID weights npz in
 .data/metrics):
     python experiments/image_quick_run.py OUTDIR mnist SECONDS [--set-style overrides ...]
-Environment: DEV (cuda), NB x CH chains (5 x 2000), NF reference images (10000).
+Environment: DEV (cuda), NB x CH chains (5 x 2000), NF reference images (10000), FLOOR=0 skips
+the real-vs-real floor; sampling runs under bf16 autocast when the preset trains with it.
 docs/RESULTS.md says which runs used it. The full protocol is `walkback evaluate`.
 """
 import json, sys, time
@@ -36,20 +37,24 @@ net = load_fid_inception(".data/metrics/fid_inception_v3_2015-12-05_pool3_fp16.n
 test = load_image_dataset("mnist", "test", root=".data/mnist")
 train_set = load_image_dataset("mnist", "train", root=".data/mnist")
 ref = compute_stats(test.images[:int(os.environ.get("NF", "10000"))], net, batch_size=500, device=DEV, progress=False)
-floor = fid_from_stats(compute_stats(train_set.images[:int(os.environ.get("NF", "10000"))], net, batch_size=500, device=DEV, progress=False), ref)
+floor = (fid_from_stats(compute_stats(train_set.images[:int(os.environ.get("NF", "10000"))], net, batch_size=500, device=DEV, progress=False), ref)
+         if os.environ.get("FLOOR", "1") == "1" else None)
 print("floor test vs train[:10k]", floor, flush=True)
 caps = {0: [], K: [], 10 * K: []}
 g = torch.Generator(DEV).manual_seed(0)
 t1 = time.time(); evals = 0
-for b in range(NB):
-    for st in anneal_progressive(m.operator, m.prior, m.active_temperatures, CH, extra_steps=10 * K, generator=g):
-        if st.index - K in caps:
-            caps[st.index - K].append(st.state.float().cpu())
-    evals += CH * 11 * K
+amp = torch.autocast(DEV, dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
+with amp:
+    for b in range(NB):
+        for st in anneal_progressive(m.operator, m.prior, m.active_temperatures, CH, extra_steps=10 * K, generator=g):
+            if st.index - K in caps:
+                caps[st.index - K].append(st.state.float().cpu())
+        evals += CH * 11 * K
 samp_s = time.time() - t1
 result = {"preset": preset, "sets": sets, "steps": res.step, "train_s": train_s, "K": K,
           "updates_per_s": recs[-1]["updates_per_s"], "images_per_s": recs[-1]["images_per_s"],
-          "sampling_operator_evals_per_s": evals / samp_s, "floor": floor, "last_loss": recs[-1]["loss_nats"]}
+          "sampling_operator_evals_per_s": evals / samp_s, "floor": floor, "last_loss": recs[-1]["loss_nats"],
+          "last_record": recs[-1], "sampling_amp": cfg.train.amp}
 for e, chunks in caps.items():
     x = torch.cat(chunks)
     u8 = to_display_uint8(x)

@@ -398,3 +398,14 @@ def test_shared_celeba_subset_at_32_and_64() -> None:
         data = load_image_dataset("celeba", "test", root=SHARED, resolution=resolution)
         assert data.images.shape == (1000, 3, resolution, resolution) and "subset" in data.source
         assert 60 < data.images.float().mean() < 200
+
+
+def test_dequantize_model_space_stays_in_the_value_s_bin() -> None:
+    from walkback.data.images import dequantize_model_space
+
+    k = torch.arange(256, dtype=torch.float32).repeat(40)
+    x = k / 127.5 - 1
+    y = dequantize_model_space(x, generator=torch.Generator().manual_seed(0))
+    assert ((y >= k / 128 - 1) & (y < (k + 1) / 128 - 1)).all()
+    # uniform within the bin: mean offset half a bin
+    assert abs(float(((y + 1) * 128 - k).mean()) - 0.5) < 0.02

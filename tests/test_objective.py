@@ -237,3 +237,30 @@ def test_sampled_walkback_loss_is_unbiased_over_the_step_subsets() -> None:
                                                    generator=generator)[0] for _ in range(4000)])
     standard_error = draws.std(0) / math.sqrt(len(draws))
     assert ((draws.mean(0) - full).abs() < 5 * standard_error + 1e-9).all()
+
+
+def test_transition_batches_cover_every_transition_once() -> None:
+    from walkback.objective import transition_batches
+
+    batches = transition_batches(7, 5, 4, generator=_gen(9))
+    assert [len(b) for b in batches] == [4] * 8 + [3]
+    assert sorted(torch.cat(batches).tolist()) == list(range(35))
+    again = transition_batches(7, 5, 4, generator=_gen(9))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+
+
+def test_transition_walkback_loss_equals_the_per_step_terms() -> None:
+    """Scored in shuffled minibatches, each transition's term is the one ``walkback_loss`` gives
+    for its (step, example) pair, so K times the mean over all transitions is the path sum."""
+    from walkback.objective import transition_batches, transition_walkback_loss
+
+    setup = _setup()
+    x = torch.randn(6, 2, generator=_gen(10), dtype=torch.float64)
+    path = walk_away(OperatorHeating(setup.op, TEMPS), x, generator=_gen(11))
+    with torch.no_grad():
+        full = walkback_loss(setup.op, path, TEMPS)  # (K, B)
+        got = torch.empty(full.numel(), dtype=full.dtype)
+        for index in transition_batches(len(TEMPS), 6, 5, generator=_gen(12)):
+            got[index] = transition_walkback_loss(setup.op, path, TEMPS, index)
+    torch.testing.assert_close(got.view_as(full), full, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(len(TEMPS) * got.mean(), full.sum(0).mean(), rtol=1e-12, atol=1e-12)

@@ -75,7 +75,7 @@ def test_same_seed_same_weights_and_samples(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- (ii) resume == uninterrupted
 
 
-@pytest.mark.parametrize("mode", ["online", "accumulate"])
+@pytest.mark.parametrize("mode", ["online", "accumulate", "transitions"])
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path: Path, mode: str) -> None:
     config = _config(f"train.mode={mode}")
     full = train(config, tmp_path / "a", progress=False)
@@ -112,7 +112,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path: Path, mode: str) -
 # ---------------------------------------------------------------- (iii) NaN guard
 
 
-@pytest.mark.parametrize("mode", ["online", "accumulate"])
+@pytest.mark.parametrize("mode", ["online", "accumulate", "transitions"])
 def test_huge_learning_rate_raises_training_error_naming_step_and_term(tmp_path: Path, mode: str) -> None:
     with pytest.raises(TrainingError, match=r"step \d+.*-log p_T\(s_t-1\|s_t\)"):
         train(_config(f"train.mode={mode}", "train.lr=1e30"), tmp_path, progress=False)
@@ -152,6 +152,16 @@ def test_nan_loss_in_accumulate_mode(tmp_path: Path, monkeypatch) -> None:
         train(_config("train.mode=accumulate"), tmp_path, progress=False)
     assert _steps(tmp_path) == [5, 10]
     assert not (tmp_path / "model").exists()
+
+
+def test_transitions_mode_makes_k_times_batch_over_size_updates(tmp_path: Path) -> None:
+    """5 heating steps x 200 paths = 1000 transitions per minibatch, 300 per update -> 4 updates,
+    the last of 100; the per-update terms average to the path's mean step term."""
+    train(_config("train.mode=transitions", "train.transition_batch=300", "train.steps=5"),
+          tmp_path, progress=False)
+    record = _metrics(tmp_path)[-1]
+    assert record["updates"] == 4 and record["num_heating_steps"] == 5
+    assert record["updates_per_s"] > 0 and torch.isfinite(torch.tensor(record["loss_nats"]))
 
 
 # ---------------------------------------------------------------- (iv) run-folder safety

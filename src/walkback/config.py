@@ -72,7 +72,10 @@ class ScheduleConfig:
 class TrainConfig:
     objective: str = "paper"  # "paper" | "released" (2017 code, SPEC.md D1)
     heating: str = "model"  # "model" (VW) | "fixed" (NET-style Gaussian diffusion)
-    mode: str = "online"  # "online": one update per heating step | "accumulate"
+    mode: str = "online"  # "online": one update per heating step | "accumulate": one per path |
+    # "transitions": the path's K * B transitions shuffled into updates of transition_batch each
+    dequantize: bool = False  # images: train on 8-bit values plus U[0, 1) noise (the bound's data)
+    transition_batch: int = 0  # transitions mode: transitions per update (0 = batch_size)
     loss_steps: int = 0  # accumulate: score a random subset of this many heating steps (0 = all K)
     steps: int = 2000  # minibatches
     batch_size: int = 1000
@@ -115,7 +118,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.form": ("2017", "conditioned"),
     "train.objective": ("paper", "released"),
     "train.heating": ("model", "fixed"),
-    "train.mode": ("online", "accumulate"),
+    "train.mode": ("online", "accumulate", "transitions"),
     "train.device": ("auto", "cpu", "cuda"),
 }
 
@@ -208,7 +211,8 @@ def validate(config: Config) -> Config:
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"config key {key}: must be > 0, got {flat[key]}")
-    for key in ("model.hidden_units", "model.relax_steps"):
+    for key in ("model.hidden_units", "model.relax_steps", "train.transition_batch",
+                "train.loss_steps"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
     if flat["model.hidden_units"] and flat["model.backbone"] != "rate":

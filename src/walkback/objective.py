@@ -18,8 +18,8 @@ from .trajectory import HeatingPath, Trajectory, walk_away
 from .transition import TransitionOperator
 
 __all__ = [
-    "Objective", "walkback_step_loss", "walkback_loss", "sampled_walkback_loss", "BoundResult",
-    "variational_bound",
+    "Objective", "walkback_step_loss", "walkback_loss", "sampled_walkback_loss",
+    "transition_batches", "transition_walkback_loss", "BoundResult", "variational_bound",
 ]
 
 Objective = Literal["paper", "released"]
@@ -84,6 +84,38 @@ def sampled_walkback_loss(
     temps = temperatures.to(s_prev.device, s_prev.dtype)[steps].repeat_interleave(batch)
     terms = walkback_step_loss(operator, s_prev, s_next, temps, objective)
     return terms.view(len(steps), batch).sum(0) * (k / len(steps)), steps
+
+
+def transition_batches(
+    num_steps: int, batch: int, size: int, *, generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> list[torch.Tensor]:
+    """The ``K * B`` transitions ``(t, i)`` of a heating path (step ``t``, example ``i``), shuffled
+    and cut into minibatches of at most ``size``; each is a flat index ``t * B + i``, and every
+    transition appears exactly once."""
+    order = torch.randperm(num_steps * batch, generator=generator, device=device)
+    return list(order.split(size))
+
+
+def transition_walkback_loss(
+    operator: TransitionOperator,
+    trajectory: Trajectory,
+    temperatures: torch.Tensor,
+    index: torch.Tensor,
+    *,
+    objective: Objective = "paper",
+) -> torch.Tensor:
+    """Walk-back terms ``-log p_{T_t}(s_{t-1} | s_t)`` of the transitions ``index`` (flat
+    ``t * B + i``, from ``transition_batches``) as ONE batch, each with its own temperature.
+
+    Returns the terms, shape ``(len(index),)``. ``K`` times their mean is an unbiased estimate of
+    the per-path sum ``sum_t -log p_{T_t}(s_{t-1} | s_t)``, whichever transitions are drawn.
+    """
+    batch = trajectory.states.shape[1]
+    t, i = index // batch, index % batch
+    s_prev, s_next = trajectory.states[t, i], trajectory.states[t + 1, i]
+    temps = temperatures.to(s_prev.device, s_prev.dtype)[t]
+    return walkback_step_loss(operator, s_prev, s_next, temps, objective)
 
 
 @dataclass

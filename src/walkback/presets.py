@@ -40,8 +40,11 @@ _UNET: dict[str, Any] = {
     "model": {"backbone": "unet", "form": "conditioned", "channels": 64,
               "channel_mults": "1,2,2", "num_res_blocks": 2},
     "schedule": {"num_steps": 30, "t0": 1.0, "factor": 1.3, "n1": 0},
-    "train": {"steps": 20000, "batch_size": 128, "lr": 2e-4, "mode": "accumulate",
-              "ema": 0.999, "amp": "bf16", "log_every": 100, "checkpoint_every": 2000},
+    # one minibatch = 256 heating paths whose 30 x 256 transitions, shuffled, make 30 updates of
+    # 256 transitions each (the heating forwards are shared by those 30 updates)
+    "train": {"steps": 1000, "batch_size": 256, "transition_batch": 256, "lr": 2e-4,
+              "mode": "transitions", "dequantize": True, "ema": 0.999, "amp": "bf16",
+              "log_every": 10, "checkpoint_every": 100},
     "sample": {"num_samples": 10000, "batch_size": 1000, "num_paths": 16},
 }
 _PAPER: dict[str, Any] = {

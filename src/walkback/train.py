@@ -2,7 +2,9 @@
 
 Per minibatch ``x``: walk away from ``x`` along the heating path (no gradient) and train the
 operator to walk back, minimising ``-log p_{T_t}(s_{t-1} | s_t)`` (SPEC.md), either with one
-optimizer step per heating step ("online") or one per path ("accumulate").
+optimizer step per heating step ("online"), one per path ("accumulate"), or one per shuffled
+minibatch of the path's ``K * B`` transitions ("transitions": every transition is scored once,
+and the heating cost is shared by ``K * B / train.transition_batch`` updates).
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ from .checkpoint import (
     optimizer_to_tensors, prune_checkpoints, save_checkpoint,
 )
 from .config import Config, config_from_dict, config_to_dict, config_to_json
+from .data.images import dequantize_model_space
 from .data.loader import DataSplits, batch_indices, load_image_splits, load_splits
 from .data.toy import TOY_DATASETS
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
-from .objective import sampled_walkback_loss, walkback_loss, walkback_step_loss
+from .objective import (
+    sampled_walkback_loss, transition_batches, transition_walkback_loss, walkback_loss,
+    walkback_step_loss,
+)
 from .trajectory import walk_away
 
-__all__ = ["TrainResult", "train", "resolve_device", "load_run_config", "load_data"]
+__all__ = ["TrainResult", "train", "resolve_device", "enable_fast_kernels", "load_run_config",
+           "load_data"]
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model", "figures", "eval.json",
              "samples.npz")
@@ -55,6 +62,16 @@ def resolve_device(name: str, *, setting: str = "config key train.device") -> to
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{setting}: 'cuda' requested but no GPU is available")
     return torch.device(name)
+
+
+def enable_fast_kernels(device: torch.device) -> None:
+    """On a GPU: let cuDNN pick the fastest convolution algorithms for the (fixed) shapes, and
+    run float32 matrix products and convolutions on TF32 tensor cores (10-bit mantissa inputs,
+    float32 accumulation). Nothing changes on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = True
 
 
 def load_data(config: Config) -> DataSplits:
@@ -130,12 +147,14 @@ def _autocast(config: Config, x: torch.Tensor) -> torch.autocast:
 def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, x: torch.Tensor,
                      config: Config, generator: torch.Generator, step: int) -> dict[str, float]:
     """Heat ``x`` and train the walk back; returns this minibatch's statistics."""
+    if config.train.dequantize:
+        x = dequantize_model_space(x, generator=generator)
     x = model.lift(x, generator=generator)  # the data itself, or [x; relaxed h] (rate network)
     cfg, dim = config.train, math.prod(x.shape[1:])
     max_var = config.schedule.max_variance or None
     temps = model.temperatures.cpu()
     heating = model.heating_path(temps)  # all K steps; the stop rule may end heating early
-    terms, norms = [], []
+    terms, norms, noise = [], [], []
     if cfg.mode == "online":
         s = x
         for t in range(heating.num_steps):
@@ -147,9 +166,24 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
             where = f"step {step}, heating step t={t + 1}, term -log p_T(s_t-1|s_t) at T={float(temps[t]):.4g}"
             norms.append(_update(model, ema, opt, term.mean() / dim, config, where))
             terms.append(term.detach().mean())
+            noise.append(q.total_var.mean())
             s = s_next
             if max_var is not None and q.total_var.mean() >= max_var:
                 break
+    elif cfg.mode == "transitions":
+        with torch.no_grad(), _autocast(config, x):
+            path = walk_away(heating, x, generator=generator, max_variance=max_var)
+        k = path.num_steps
+        for index in transition_batches(k, len(x), cfg.transition_batch or len(x),
+                                        generator=generator, device=x.device):
+            with _autocast(config, x):
+                term = transition_walkback_loss(model.operator, path, temps, index,
+                                                objective=cfg.objective)
+            where = (f"step {step}, update {len(norms) + 1}: {len(index)} transitions of "
+                     f"-log p_T(s_t-1|s_t) from {k} heating steps")
+            norms.append(_update(model, ema, opt, k * term.mean() / dim, config, where))
+            terms.append(term.detach().mean())
+        s, noise = path.states[-1], path.noise_var
     elif cfg.loss_steps:
         with _autocast(config, x):
             path = walk_away(heating, x, generator=generator, max_variance=max_var)
@@ -159,21 +193,24 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
         where = f"step {step}, {n} of {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
         norms.append(_update(model, ema, opt, total.mean() / dim, config, where))
         terms = [total.detach().mean() / path.num_steps] * path.num_steps
-        s = path.states[-1]
+        s, noise = path.states[-1], path.noise_var
     else:
         with _autocast(config, x):
             path = walk_away(heating, x, generator=generator, max_variance=max_var)
             per_step = walkback_loss(model.operator, path, temps, cfg.objective)
         where = f"step {step}, sum over {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
         norms.append(_update(model, ema, opt, per_step.sum(0).mean() / dim, config, where))
-        terms, s = list(per_step.detach().mean(1)), path.states[-1]
+        terms, s, noise = list(per_step.detach().mean(1)), path.states[-1], path.noise_var
     model.prior.update(s, config.train.prior_momentum)
-    model.num_active.fill_(len(terms))
+    model.num_active.fill_(len(path.log_q) if cfg.mode == "transitions" else len(terms))
     _copy_buffers(ema, model)
     mean_term = float(torch.stack(terms).mean())
     return {"loss_nats": mean_term, "loss_per_dim": mean_term / dim,
-            "grad_norm": float(torch.stack(norms).mean()), "num_heating_steps": len(terms),
-            "prior_var": float(model.prior.var.mean()), "updates": len(norms)}
+            "grad_norm": float(torch.stack(norms).mean()),
+            "num_heating_steps": int(model.num_active),
+            "prior_var": float(model.prior.var.mean()), "updates": len(norms),
+            # batch-mean heating noise T_t * var of the first and last heating steps
+            "heat_var_first": float(noise[0]), "heat_var_last": float(noise[-1])}
 
 
 def _save(run_dir: Path, step: int, model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
@@ -235,6 +272,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     run_dir = Path(run_dir)
     cfg = config.train
     device = resolve_device(cfg.device)
+    enable_fast_kernels(device)
     data = load_data(config)  # both checked before anything is written
     _prepare_run_dir(config, run_dir, resume, overwrite)
 

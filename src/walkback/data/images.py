@@ -31,6 +31,7 @@ __all__ = [
     "ImageSet",
     "load_image_dataset",
     "to_model_space",
+    "dequantize_model_space",
     "dequantize",
     "to_display_uint8",
 ]
@@ -116,6 +117,19 @@ def dequantize(images: torch.Tensor, *, generator: torch.Generator | None) -> to
     values = ((images.to(torch.float64) + noise) / 256.0).to(torch.float32)
     below_one = torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)).item()
     return values.clamp_(max=below_one)
+
+
+def dequantize_model_space(x: torch.Tensor, *, generator: torch.Generator | None) -> torch.Tensor:
+    """Model-space 8-bit values ``k / 127.5 - 1`` -> ``2 (k + u) / 256 - 1``, ``u ~ U[0, 1)``.
+
+    Training on these (``train.dequantize``) fits a density to the same dequantized data the
+    bound scores (``dequantize`` mapped to model space), so the operator cannot shrink its
+    variance onto the 256 grid values (constant background pixels would otherwise drive it to
+    ``model.min_var``). Same shape and device as ``x``; one uniform per value from ``generator``.
+    """
+    k = ((x + 1.0) * 127.5).round()
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (k + u) / 128.0 - 1.0
 
 
 def to_display_uint8(x: torch.Tensor) -> torch.Tensor:
