@@ -195,3 +195,51 @@ def test_load_refuses_a_truncated_model_file_naming_it(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="config.json"):
         walkback.load(tmp_path)
+
+
+# ---------------------------------------------------------------- split files (walkback.parts)
+
+
+def test_split_checkpoint_round_trips_and_names_a_damaged_part(tmp_path: Path) -> None:
+    tensors = {"a": torch.randn(1000), "b": torch.arange(300)}
+    sidecar = save_checkpoint(tmp_path, 7, Checkpoint(tensors, {"x": 1}), max_file_bytes=1024)
+    weights = sidecar.with_suffix(".safetensors")
+    pieces = sorted(tmp_path.glob("ckpt_00000007.safetensors.part[0-9]*"))
+    assert not weights.exists() and len(pieces) >= 4
+    assert all(p.stat().st_size <= 1024 for p in pieces)
+    ckpt = load_checkpoint(sidecar)
+    _assert_equal(ckpt.tensors, tensors)
+
+    damaged = pieces[1].read_bytes()
+    pieces[1].write_bytes(damaged[:-1] + bytes([damaged[-1] ^ 1]))
+    with pytest.raises(CheckpointError, match=r"part002: size or checksum differs"):
+        load_checkpoint(sidecar)
+    pieces[1].unlink()
+    with pytest.raises(CheckpointError, match=r"part002 .*is missing"):
+        load_checkpoint(sidecar)
+    save_checkpoint(tmp_path, 8, Checkpoint(tensors, {"x": 1}))
+    prune_checkpoints(tmp_path, 1)  # removes step 7's parts and index too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000008.json",
+                                                           "ckpt_00000008.safetensors"]
+
+
+def test_split_model_round_trips(tmp_path: Path) -> None:
+    from walkback import parts
+    from walkback.config import Config, apply_overrides
+    from walkback.model import load
+
+    model = build_model(apply_overrides(Config(), ["model.hidden=64"]))
+    model.save_pretrained(tmp_path / "whole")
+    model.save_pretrained(tmp_path / "split", max_file_bytes=20_000)
+    assert not (tmp_path / "split" / MODEL_FILE).exists()
+    assert parts.sha256_of(tmp_path / "split" / MODEL_FILE) == parts.sha256_of(tmp_path / "whole" / MODEL_FILE)
+    _assert_equal(load(tmp_path / "split").state_dict(), model.state_dict())
+    # re-saving whole removes the parts
+    model.save_pretrained(tmp_path / "split")
+    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == sorted(
+        p.name for p in (tmp_path / "whole").iterdir())
+
+
+def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)

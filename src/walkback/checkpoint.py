@@ -1,5 +1,8 @@
 """Training checkpoints: one safetensors file of tensors plus a JSON sidecar, written atomically.
 
+With ``train.max_file_mb`` the safetensors file is split into parts of at most that size
+(``walkback.parts``), so checkpoints fit through size-capped transfers; loading joins them.
+
 ``ckpt_00001000.safetensors`` holds the model, EMA, optimizer and RNG tensors;
 ``ckpt_00001000.json`` holds the resolved config, the step, the optimizer's non-tensor state and
 the sha256 of the safetensors file. The JSON is written last: a checkpoint without a valid JSON
@@ -10,16 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes, save as save_bytes
 
+from . import parts
+from .atomic import _atomic_write, atomic_write_bytes, atomic_write_text, sha256_file
 from .errors import CheckpointError
 
 __all__ = [
@@ -46,74 +49,39 @@ class Checkpoint:
     meta: dict[str, Any]
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
-    _atomic_write(path, lambda handle: handle.write(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def save_checkpoint(directory: Path, step: int, checkpoint: Checkpoint) -> Path:
-    """Write ``ckpt_{step}.safetensors`` then its JSON sidecar; returns the sidecar's path."""
+def save_checkpoint(directory: Path, step: int, checkpoint: Checkpoint, *,
+                    max_file_bytes: int = 0) -> Path:
+    """Write ``ckpt_{step}.safetensors`` (split into parts of at most ``max_file_bytes`` when
+    positive and needed: ``parts``) then its JSON sidecar; returns the sidecar's path."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = directory / f"ckpt_{step:08d}"
-    tensors = {k: v.detach().contiguous().cpu() for k, v in checkpoint.tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, stem.with_suffix(".safetensors"))
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    meta = {**checkpoint.meta, "step": step, "sha256": sha256_file(stem.with_suffix(".safetensors"))}
+    payload = save_bytes({k: v.detach().contiguous().cpu() for k, v in checkpoint.tensors.items()})
+    parts.write_bytes(stem.with_suffix(".safetensors"), payload, max_file_bytes)
+    meta = {**checkpoint.meta, "step": step, "sha256": hashlib.sha256(payload).hexdigest()}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=2))
     return stem.with_suffix(".json")
 
 
 def load_checkpoint(path: Path, *, device: str = "cpu") -> Checkpoint:
-    """Read a checkpoint given its ``.json`` or ``.safetensors`` path, verifying its checksum."""
+    """Read a checkpoint given its ``.json`` or ``.safetensors`` path (whole or split into
+    parts), verifying its checksum."""
     path = Path(path)
     sidecar, weights = path.with_suffix(".json"), path.with_suffix(".safetensors")
-    for file in (sidecar, weights):
-        if not file.is_file():
-            raise CheckpointError(f"{file}: checkpoint file not found")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{sidecar}: checkpoint file not found")
+    if not parts.exists(weights):
+        raise CheckpointError(f"{weights}: checkpoint file not found")
     try:
         meta = json.loads(sidecar.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{sidecar}: corrupt checkpoint metadata ({exc})") from None
     if not isinstance(meta, dict) or "sha256" not in meta or "step" not in meta:
         raise CheckpointError(f"{sidecar}: checkpoint metadata lacks 'step' or 'sha256'")
-    if sha256_file(weights) != meta["sha256"]:
+    payload = parts.read_bytes(weights)
+    if hashlib.sha256(payload).hexdigest() != meta["sha256"]:
         raise CheckpointError(f"{weights}: checksum mismatch (truncated or corrupt checkpoint)")
     try:
-        tensors = load_file(str(weights), device=device)
+        tensors = {k: v.to(device) for k, v in load_bytes(payload).items()}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from None
     return Checkpoint(tensors, meta)
@@ -121,7 +89,7 @@ def load_checkpoint(path: Path, *, device: str = "cpu") -> Checkpoint:
 
 def list_checkpoints(directory: Path) -> list[Path]:
     """Sidecar paths of the checkpoints in ``directory``, oldest first."""
-    return sorted(Path(directory).glob("ckpt_*.json"))
+    return sorted(p for p in Path(directory).glob("ckpt_*.json") if p.stem[5:].isdigit())
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -133,7 +101,7 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints."""
     for sidecar in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         sidecar.unlink(missing_ok=True)
-        sidecar.with_suffix(".safetensors").unlink(missing_ok=True)
+        parts.remove(sidecar.with_suffix(".safetensors"))
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

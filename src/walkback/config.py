@@ -86,6 +86,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    max_file_mb: float = 0.0  # split checkpoint / model files into parts of at most this (0 = whole)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     time_limit_s: float = 0.0  # stop (saving a checkpoint and the model) after this long; 0 = off
     amp: str = "none"  # "none" | "bf16" (autocast of the backbone on the GPU)
@@ -212,7 +213,7 @@ def validate(config: Config) -> Config:
         if flat[key] <= 0:
             raise ConfigError(f"config key {key}: must be > 0, got {flat[key]}")
     for key in ("model.hidden_units", "model.relax_steps", "train.transition_batch",
-                "train.loss_steps"):
+                "train.loss_steps", "train.max_file_mb"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
     if flat["model.hidden_units"] and flat["model.backbone"] != "rate":

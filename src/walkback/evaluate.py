@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_bytes, atomic_write_text, sha256_file
+from . import parts
+from .atomic import atomic_write_bytes, atomic_write_text
 from .data.loader import DataSplits
 from .data.toy import TOY_DATASETS, toy_modes
 from .errors import CheckpointError
@@ -51,7 +52,7 @@ def load_run_model(run_dir: str | Path, *, device: str = "cpu") -> Walkback:
     if not (run_dir / "config.json").is_file():
         raise CheckpointError(f"{run_dir / 'config.json'}: file not found (no run here)")
     weights = run_dir / "model" / MODEL_FILE
-    if not weights.is_file() and not (run_dir / MODEL_FILE).is_file():
+    if not parts.exists(weights) and not parts.exists(run_dir / MODEL_FILE):
         raise CheckpointError(f"{weights}: file not found (training has not finished; "
                               "resume it with `walkback train --resume`)")
     return load(run_dir, device=device)
@@ -280,7 +281,7 @@ def _machine(device: torch.device) -> dict[str, str]:
 
 
 def _weights_sha256(path: Path) -> str | None:
-    return sha256_file(path) if path.is_file() else None
+    return parts.sha256_of(path)
 
 
 def _header(run_dir: Path, data: DataSplits, data_seed: int, device: torch.device,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import sha256_file
+from . import parts
 from .config import Config
 from .data.images import CELEBA_DEFAULT_RESOLUTION, IMAGE_DATASETS
 from .errors import ConfigError
@@ -243,7 +243,7 @@ def _pictures(model: Walkback, data: ImageData, seed: int) -> dict:
 
 
 def _sha(path: Path) -> str | None:
-    return sha256_file(path) if path.is_file() else None
+    return parts.sha256_of(path)
 
 
 def _train_step(run_dir: Path) -> int | None:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes, save as save_bytes
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, atomic_write_text, sha256_file
+from . import parts
+from .atomic import atomic_write_text
 from .config import Config, config_from_dict, config_to_dict
 from .data.images import CELEBA_DEFAULT_RESOLUTION
 from .data.toy import TOY_DATASETS
@@ -165,38 +166,37 @@ class Walkback(nn.Module):
             return result
         return SampleResult(self.visible(result.samples), self.visible(result.means))
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``model.safetensors`` and ``config.json`` (atomically) into ``directory``."""
+    def save_pretrained(self, directory: str | Path, *, max_file_bytes: int = 0) -> None:
+        """Write ``model.safetensors`` (split into parts of at most ``max_file_bytes`` when
+        positive and needed: ``walkback.parts``), its sha256 and ``config.json``, atomically."""
         if self.config is None:
             raise ValueError("save_pretrained needs the model's config")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        tmp = directory / f".{MODEL_FILE}.tmp"
-        save_file(state, str(tmp))
-        payload = tmp.read_bytes()
-        tmp.unlink()
-        atomic_write_bytes(directory / MODEL_FILE, payload)
+        payload = save_bytes({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()})
+        parts.write_bytes(directory / MODEL_FILE, payload, max_file_bytes)
         atomic_write_text(directory / CHECKSUM_FILE, hashlib.sha256(payload).hexdigest() + "\n")
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config_to_dict(self.config), indent=2))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str = "cpu") -> Walkback:
-        """Rebuild a model saved by ``save_pretrained``."""
+        """Rebuild a model saved by ``save_pretrained`` (whole or split weights)."""
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / MODEL_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise CheckpointError(f"{path}: file not found")
+        if not config_path.is_file():
+            raise CheckpointError(f"{config_path}: file not found")
+        if not parts.exists(weights_path):
+            raise CheckpointError(f"{weights_path}: file not found")
         try:
             config = config_from_dict(json.loads(config_path.read_text()))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{config_path}: not valid JSON ({exc.msg})") from None
+        payload = parts.read_bytes(weights_path)
         checksum = directory / CHECKSUM_FILE
-        if checksum.is_file() and checksum.read_text().strip() != sha256_file(weights_path):
+        if checksum.is_file() and checksum.read_text().strip() != hashlib.sha256(payload).hexdigest():
             raise CheckpointError(f"{weights_path}: checksum mismatch with {checksum.name} (corrupt file)")
         try:
-            state = load_file(str(weights_path), device=device)
+            state = {k: v.to(device) for k, v in load_bytes(payload).items()}
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{weights_path}: unreadable safetensors file ({exc})") from None
         model = build_model(config).to(device)

@@ -138,6 +138,11 @@ def _update(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, loss: to
     return norm
 
 
+def max_file_bytes(config: Config) -> int:
+    """``train.max_file_mb`` in bytes (0: write files whole)."""
+    return int(config.train.max_file_mb * 2**20)
+
+
 def _autocast(config: Config, x: torch.Tensor) -> torch.autocast:
     """bf16 autocast of the forward passes when ``train.amp=bf16`` (the operator casts the
     backbone's outputs back to the state's dtype, so densities are computed in float32)."""
@@ -220,7 +225,8 @@ def _save(run_dir: Path, step: int, model: Walkback, ema: Walkback, opt: torch.o
                **{f"ema.{k}": v for k, v in ema.state_dict().items()},
                **opt_tensors, "rng.generator": generator.get_state()}
     meta = {"config": config_to_dict(config), "optimizer": opt_meta}
-    save_checkpoint(run_dir / "checkpoints", step, Checkpoint(tensors, meta))
+    save_checkpoint(run_dir / "checkpoints", step, Checkpoint(tensors, meta),
+                    max_file_bytes=max_file_bytes(config))
     prune_checkpoints(run_dir / "checkpoints", config.train.keep_checkpoints)
 
 
@@ -318,5 +324,5 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
             break
     bar.close()
     ema.eval()
-    ema.save_pretrained(run_dir / "model")
+    ema.save_pretrained(run_dir / "model", max_file_bytes=max_file_bytes(config))
     return TrainResult(run_dir, step, ema)
