@@ -167,3 +167,27 @@ def test_conditioned_operator_runs_in_float64() -> None:
     with torch.no_grad():
         step = op(s, 2.0)
     assert step.mean.dtype == torch.float64 and step.var.dtype == torch.float64
+
+
+@pytest.mark.parametrize("temperature", [1.0, 250.0])
+def test_noise_scaled_mean_moves_by_the_residual_in_noise_units(temperature: float) -> None:
+    """mean_scale="noise": mean = s + (1 - alpha) sqrt(T var) (F - s), per example and dimension,
+    with the same variance as the plain form; per-example temperatures broadcast."""
+    torch.manual_seed(0)
+    backbone = _randomize_head(MLPBackbone((DIM,), hidden=32, depth=2, cond_dim=16), 0)
+    op = TransitionOperator(backbone, (DIM,), form="conditioned", alpha=0.25, cond_dim=16,
+                            mean_scale="noise")
+    plain = TransitionOperator(backbone, (DIM,), form="conditioned", alpha=0.25, cond_dim=16)
+    s = torch.randn(8, DIM, generator=torch.Generator().manual_seed(1))
+    temps = torch.full((8,), temperature)
+    with torch.no_grad():
+        step, ref = op(s, temps), plain(s, temps)
+        f = (ref.mean - 0.25 * s) / 0.75  # the backbone's F, recovered from the plain form
+        expected = s + 0.75 * (temperature * ref.var).sqrt() * (f - s)
+        torch.testing.assert_close(step.mean, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(step.var, ref.var)
+
+
+def test_unknown_mean_scale_is_refused() -> None:
+    with pytest.raises(ValueError, match="mean_scale"):
+        TransitionOperator(nn.Identity(), (DIM,), mean_scale="bogus")

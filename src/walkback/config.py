@@ -52,6 +52,7 @@ class ModelConfig:
     alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F; for "rate": SPEC's leak a, i.e.
     # mean = (1 - a) s + a phi(W s + b) (the operator is built with alpha = 1 - a)
     min_var: float = 1e-6
+    mean_scale: str = "none"  # "noise": mean = s + (1 - alpha) sqrt(T var) (F - s) (preconditioned)
     init_var: float = 0.01  # softplus(G) at initialisation (the operator starts as a random walk)
     cond_dim: int = 32
     hidden_units: int = 0  # rate: hidden units H (the state is [v; h], D + H units)
@@ -117,6 +118,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.backbone": ("mlp", "unet", "conv2017", "rate"),
     "train.amp": ("none", "bf16"),
     "model.form": ("2017", "conditioned"),
+    "model.mean_scale": ("none", "noise"),
     "train.objective": ("paper", "released"),
     "train.heating": ("model", "fixed"),
     "train.mode": ("online", "accumulate", "transitions"),

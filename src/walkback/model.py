@@ -226,7 +226,7 @@ def build_model(config: Config) -> Walkback:
     # the rate network: model.alpha is SPEC's leak a, mean = (1 - a) s + a phi(W s + b)
     operator = TransitionOperator(
         build_backbone(config, shape), shape, form=m.form, alpha=1 - m.alpha if rate else m.alpha,
-        min_var=m.min_var, cond_dim=m.cond_dim,
+        min_var=m.min_var, cond_dim=m.cond_dim, mean_scale=m.mean_scale,
     )
     temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
     return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config,

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 __all__ = ["GaussianStep", "TransitionOperator", "gaussian_log_prob", "log_temperature_embedding"]
 
 OperatorForm = Literal["2017", "conditioned"]
+MeanScale = Literal["none", "noise"]
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -63,7 +64,12 @@ def log_temperature_embedding(temperature: torch.Tensor, dim: int) -> torch.Tens
 class TransitionOperator(nn.Module):
     """A diagonal-Gaussian transition operator built around a backbone ``(s, cond) -> (F, G)``.
 
-    ``mean = alpha * s + (1 - alpha) * F``, ``var = softplus(G) + min_var``, noise ``T * var``.
+    ``var = softplus(G) + min_var``, noise ``T * var``, and
+    ``mean_scale="none"``: ``mean = alpha * s + (1 - alpha) * F`` (the 2017 form), or
+    ``mean_scale="noise"``: ``mean = s + (1 - alpha) * sqrt(T * var) * (F - s)``: the backbone's
+    residual ``F - s`` is measured in units of the step's own noise standard deviation (a
+    preconditioning: the same family of Gaussians, but the backbone's outputs and gradients stay
+    of order one from ``T = 1`` to the hottest step instead of scaling like ``1 / sqrt(T var)``).
     form ``"2017"``: the backbone does not see T (``cond=None``), as in the 2017 code.
     form ``"conditioned"``: the backbone gets an embedding of ``log T`` (``cond``, width
     ``cond_dim``).
@@ -78,10 +84,14 @@ class TransitionOperator(nn.Module):
         alpha: float = 0.5,
         min_var: float = 1e-6,
         cond_dim: int = 32,
+        mean_scale: MeanScale = "none",
     ) -> None:
         super().__init__()
         if form not in ("2017", "conditioned"):
             raise ValueError(f"form must be '2017' or 'conditioned', got {form!r}")
+        if mean_scale not in ("none", "noise"):
+            raise ValueError(f"mean_scale must be 'none' or 'noise', got {mean_scale!r}")
+        self.mean_scale = mean_scale
         self.backbone = backbone
         self.data_shape = tuple(data_shape)
         self.form = form
@@ -97,9 +107,13 @@ class TransitionOperator(nn.Module):
         if self.form == "conditioned":
             cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim).to(dtype)
         f, g = self.backbone(s, cond)
-        mean = self.alpha * s + (1 - self.alpha) * f.to(s.dtype)
         var = F.softplus(g.to(s.dtype)) + self.min_var
-        return GaussianStep(mean=mean, var=var, temperature=t)
+        step = GaussianStep(mean=s, var=var, temperature=t)
+        if self.mean_scale == "noise":
+            step.mean = s + (1 - self.alpha) * step.total_var.sqrt() * (f.to(s.dtype) - s)
+        else:
+            step.mean = self.alpha * s + (1 - self.alpha) * f.to(s.dtype)
+        return step
 
     def log_prob(
         self, s_next: torch.Tensor, s: torch.Tensor, temperature: float | torch.Tensor
