@@ -127,7 +127,7 @@ def _summary(result: dict) -> list[str]:
 
 
 IMAGE_FLAGS = ("metrics", "bound_points", "chain_steps", "batch_size", "fid_weights", "cache_dir",
-               "data", "data_root", "resolution", "out_dir")
+               "data", "data_root", "resolution", "out_dir", "amp")
 
 
 def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
@@ -136,7 +136,8 @@ def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
         bound_points=args.bound_points, chain_steps=args.chain_steps or DEFAULT_CHAIN_STEPS,
         seed=args.seed, device=args.device or "auto", batch_size=args.batch_size,
         cache_dir=args.cache_dir, fid_weights=args.fid_weights, data_root=args.data_root,
-        resolution=args.resolution, progress=not args.no_progress, command=command)
+        resolution=args.resolution, progress=not args.no_progress, command=command,
+        amp=args.amp or "none")
 
 
 def _evaluate_toy(args: argparse.Namespace, command: str) -> int:
@@ -242,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"images: extra steps E at T=1, integers or multiples of K ({DEFAULT_CHAIN_STEPS})")
     p.add_argument("--batch-size", type=_count(1), metavar="B", help="images (results do not depend on it)")
     p.add_argument("--fid-weights", metavar="PATH", help="FID Inception weights (.npz, .pt, .pth)")
+    p.add_argument("--amp", choices=("none", "bf16"),
+                   help="images: sample under bf16 autocast (GPU; the bound stays float32)")
     p.add_argument("--cache-dir", metavar="DIR", help="reference statistics and the MNIST classifier "
                    "(default $WALKBACK_CACHE or ~/.cache/walkback)")
     p.add_argument("--seed", type=int, default=0)

@@ -43,7 +43,7 @@ from .data.images import to_model_space
 from .inpaint import half_mask, inpaint
 from .model import Walkback
 from .pictures import chain_gif, inpaint_figure, walk_strip
-from .train import load_run_config, resolve_device
+from .train import enable_fast_kernels, load_run_config, resolve_device
 
 __all__ = ["METRICS", "ImageEvalOptions", "resolve_metrics", "evaluate_image_run",
            "evaluate_samples_file", "image_summary"]
@@ -77,6 +77,7 @@ class ImageEvalOptions:
     feature_net: FeatureNet | None = None
     classifier: tuple[MNISTClassifier, ClassifierInfo] | None = None
     classifier_epochs: int = 5
+    amp: str = "none"  # "bf16": sampling chains and pictures under bf16 autocast (GPU); bound in fp32
 
 
 def resolve_metrics(spec: str | None, data_name: str, *, has_model: bool) -> list[str]:
@@ -116,7 +117,7 @@ def _context(data: ImageData, metrics: Sequence[str], options: ImageEvalOptions,
 
 def _header(kind: str, device: torch.device, options: ImageEvalOptions, metrics: list[str]) -> dict:
     return {"kind": kind, "command": options.command or " ".join(sys.argv), "machine": machine(device),
-            "seed": options.seed, "metrics": metrics}
+            "seed": options.seed, "metrics": metrics, "sampling_amp": options.amp}
 
 
 def _copy(data: ImageData, metrics: Sequence[str]) -> dict:
@@ -180,6 +181,7 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     config: Config = load_run_config(run_dir)
     metrics = resolve_metrics(options.metrics, config.data.name, has_model=True)
     device = resolve_device(options.device, setting="--device")
+    enable_fast_kernels(device)
     model = load_run_model(run_dir, device=str(device)).eval()
     k = len(model.active_temperatures)
     es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
@@ -191,8 +193,9 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     ctx, networks = _context(data, metrics, options, device)
 
     # one set of chains: the samples (E = sample.extra_steps) and every chain snapshot
-    chains = run_chains(model, n, sorted({e_main, *es}), seed=options.seed, batch_size=batch,
-                        block=options.block, progress=options.progress)
+    with _sampling_autocast(options, device):
+        chains = run_chains(model, n, sorted({e_main, *es}), seed=options.seed, batch_size=batch,
+                            block=options.block, progress=options.progress)
     quality = {s.extra_steps: sample_quality(s.images, ctx, desc=f"E={s.extra_steps}")
                for s in chains.snapshots if s.extra_steps == e_main or "chain" in metrics}
     base = {**_copy(data, metrics), "num_samples": n, "K": k, "E": e_main, "seed": options.seed,
@@ -212,10 +215,16 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
         figures.update(bound_figures)
     figures.update(_pictures(model, data, options.seed))
     result["data"] = data.describe()
-    result = write_outputs(run_dir, result, figures)
-    chain_gif(model, run_dir / "figures" / "chain.gif", steps_past_k=10 * k, frames=min(60, 11 * k + 1),
-              generator=torch.Generator(device).manual_seed(options.seed))
+    with _sampling_autocast(options, device):
+        result = write_outputs(run_dir, result, figures)
+        chain_gif(model, run_dir / "figures" / "chain.gif", steps_past_k=10 * k,
+                  frames=min(60, 11 * k + 1), generator=torch.Generator(device).manual_seed(options.seed))
     return result
+
+
+def _sampling_autocast(options: ImageEvalOptions, device: torch.device) -> torch.autocast:
+    """bf16 autocast of the backbone for sampling when ``--amp bf16`` (densities stay float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.amp == "bf16")
 
 
 def _pictures(model: Walkback, data: ImageData, seed: int) -> dict:
