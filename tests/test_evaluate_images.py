@@ -308,3 +308,18 @@ def test_float_samples_with_a_few_wild_values_are_clipped_and_reported() -> None
     loaded = samples_from_array(x, (1, 28, 28), name="s.npz")
     assert loaded.images[0, 0, 0, :4].tolist() == [255, 0, 255, 0]
     assert any("outside [-1, 1]" in w for w in loaded.warnings)
+
+
+def test_no_floor_reads_no_training_images(run_dir: Path, mnist_root: Path, tmp_path: Path) -> None:
+    """--no-floor: FID, KID, bound and chains need only the test split (the MNIST reference)."""
+    import shutil
+
+    only_test = tmp_path / "mnist_test_only"
+    shutil.copytree(mnist_root, only_test)
+    for path in only_test.rglob("train-*"):
+        path.unlink()
+    result = evaluate_image_run(run_dir, _options(
+        tmp_path / "cache", metrics="fid,kid,bound,chain", classifier=None, data_root=str(only_test),
+        floor=False))
+    assert result["fid"]["value"] > 0 and result["fid"]["floor"]["value"] is None
+    assert "classes" not in result

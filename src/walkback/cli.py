@@ -137,7 +137,7 @@ def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
         seed=args.seed, device=args.device or "auto", batch_size=args.batch_size,
         cache_dir=args.cache_dir, fid_weights=args.fid_weights, data_root=args.data_root,
         resolution=args.resolution, progress=not args.no_progress, command=command,
-        amp=args.amp or "none")
+        amp=args.amp or "none", floor=not args.no_floor)
 
 
 def _evaluate_toy(args: argparse.Namespace, command: str) -> int:
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"images: extra steps E at T=1, integers or multiples of K ({DEFAULT_CHAIN_STEPS})")
     p.add_argument("--batch-size", type=_count(1), metavar="B", help="images (results do not depend on it)")
     p.add_argument("--fid-weights", metavar="PATH", help="FID Inception weights (.npz, .pt, .pth)")
+    p.add_argument("--no-floor", action="store_true",
+                   help="images: skip the real-vs-real floor (it reads the floor split)")
     p.add_argument("--amp", choices=("none", "bf16"),
                    help="images: sample under bf16 autocast (GPU; the bound stays float32)")
     p.add_argument("--cache-dir", metavar="DIR", help="reference statistics and the MNIST classifier "

@@ -78,6 +78,7 @@ class ImageEvalOptions:
     classifier: tuple[MNISTClassifier, ClassifierInfo] | None = None
     classifier_epochs: int = 5
     amp: str = "none"  # "bf16": sampling chains and pictures under bf16 autocast (GPU); bound in fp32
+    floor: bool = True  # the real-vs-real floor (needs the floor split, MNIST: train)
 
 
 def resolve_metrics(spec: str | None, data_name: str, *, has_model: bool) -> list[str]:
@@ -134,7 +135,8 @@ def _quality_results(images: torch.Tensor, ctx: QualityContext, networks: dict, 
     quality = quality if quality is not None else sample_quality(images, ctx)[0]
     sample_metrics = {"fid", "kid", "classes"} & set(metrics)
     quality = {k: v for k, v in quality.items() if k in sample_metrics}
-    floor = real_floor(data, ctx, len(images), cache_dir=_cache_dir(options)) if quality else None
+    floor = (real_floor(data, ctx, len(images), cache_dir=_cache_dir(options))
+             if quality and options.floor else None)
     result = quality_sections(quality, floor, base, networks)
     if "parzen" in metrics:
         result["parzen"] = parzen_section(images, data, base, device=ctx.device,
