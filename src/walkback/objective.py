@@ -76,13 +76,10 @@ def sampled_walkback_loss(
     The ``n`` pairs go through the operator as ONE batch of ``n * B`` states, each with its own
     temperature. Returns ``(estimate (B,), steps (n,))``.
     """
-    k, batch = trajectory.num_steps, trajectory.states.shape[1]
-    steps = torch.randperm(k, generator=generator, device=trajectory.states.device)[:num_steps]
-    steps = steps.sort().values
-    s_prev = trajectory.states[steps].flatten(0, 1)
-    s_next = trajectory.states[steps + 1].flatten(0, 1)
-    temps = temperatures.to(s_prev.device, s_prev.dtype)[steps].repeat_interleave(batch)
-    terms = walkback_step_loss(operator, s_prev, s_next, temps, objective)
+    k, batch, device = trajectory.num_steps, trajectory.states.shape[1], trajectory.states.device
+    steps = torch.randperm(k, generator=generator, device=device)[:num_steps].sort().values
+    index = (steps[:, None] * batch + torch.arange(batch, device=device)).flatten()
+    terms = transition_walkback_loss(operator, trajectory, temperatures, index, objective=objective)
     return terms.view(len(steps), batch).sum(0) * (k / len(steps)), steps
 
 

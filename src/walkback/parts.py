@@ -28,11 +28,16 @@ def _part_paths(path: Path) -> list[Path]:
     return sorted(path.parent.glob(path.name + ".part[0-9][0-9][0-9]"))
 
 
-def remove(path: Path) -> None:
-    """Delete ``path`` whole and split (its parts and index), whichever exist."""
+def _remove_split(path: Path) -> None:
+    """Delete the index and parts of a split ``path`` (the whole file stays)."""
     index_path(path).unlink(missing_ok=True)
     for part in _part_paths(path):
         part.unlink(missing_ok=True)
+
+
+def remove(path: Path) -> None:
+    """Delete ``path`` whole and split (its parts and index), whichever exist."""
+    _remove_split(path)
     path.unlink(missing_ok=True)
 
 
@@ -42,9 +47,7 @@ def write_bytes(path: Path, payload: bytes, max_bytes: int = 0) -> None:
     path = Path(path)
     if max_bytes <= 0 or len(payload) <= max_bytes:
         atomic_write_bytes(path, payload)
-        index_path(path).unlink(missing_ok=True)
-        for part in _part_paths(path):
-            part.unlink(missing_ok=True)
+        _remove_split(path)
         return
     parts = []
     for i, start in enumerate(range(0, len(payload), max_bytes), start=1):

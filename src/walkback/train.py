@@ -207,7 +207,7 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
         norms.append(_update(model, ema, opt, per_step.sum(0).mean() / dim, config, where))
         terms, s, noise = list(per_step.detach().mean(1)), path.states[-1], path.noise_var
     model.prior.update(s, config.train.prior_momentum)
-    model.num_active.fill_(len(path.log_q) if cfg.mode == "transitions" else len(terms))
+    model.num_active.fill_(len(noise))  # heating steps taken (one noise variance each)
     _copy_buffers(ema, model)
     mean_term = float(torch.stack(terms).mean())
     return {"loss_nats": mean_term, "loss_per_dim": mean_term / dim,
