@@ -65,6 +65,13 @@ def test_ranges_are_validated(item: str, key: str) -> None:
         apply_overrides(Config(), [item])
 
 
+@pytest.mark.parametrize("mode", ["online", "transitions"])
+def test_bound_objective_needs_the_accumulate_mode(mode: str) -> None:
+    with pytest.raises(ConfigError, match=r"train\.objective: 'bound' needs train\.mode=accumulate"):
+        apply_overrides(Config(), ["train.objective=bound", f"train.mode={mode}"])
+    apply_overrides(Config(), ["train.objective=bound", "train.mode=accumulate"])
+
+
 def test_round_trip_through_dict_and_json() -> None:
     config = apply_overrides(Config(), ["train.lr=3e-4", "seed=5", "data.name=circle",
                                         "schedule.max_variance=0.5", "model.form=2017"])

@@ -71,7 +71,8 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
-    objective: str = "paper"  # "paper" | "released" (2017 code, SPEC.md D1)
+    objective: str = "paper"  # "paper" | "released" (2017 code, SPEC.md D1) | "bound": the whole
+    # variational bound, heating path reparameterised (gradients flow through q; accumulate only)
     heating: str = "model"  # "model" (VW) | "fixed" (NET-style Gaussian diffusion)
     mode: str = "online"  # "online": one update per heating step | "accumulate": one per path |
     # "transitions": the path's K * B transitions shuffled into updates of transition_batch each
@@ -119,7 +120,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16"),
     "model.form": ("2017", "conditioned"),
     "model.mean_scale": ("none", "noise"),
-    "train.objective": ("paper", "released"),
+    "train.objective": ("paper", "released", "bound"),
     "train.heating": ("model", "fixed"),
     "train.mode": ("online", "accumulate", "transitions"),
     "train.device": ("auto", "cpu", "cuda"),
@@ -220,6 +221,10 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
     if flat["model.hidden_units"] and flat["model.backbone"] != "rate":
         raise ConfigError("config key model.hidden_units: needs model.backbone=rate")
+    if flat["train.objective"] == "bound" and (flat["train.mode"] != "accumulate"
+                                               or flat["train.loss_steps"]):
+        raise ConfigError("config key train.objective: 'bound' needs train.mode=accumulate "
+                          "and train.loss_steps=0 (the whole path is differentiated)")
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if not 0 < flat["model.alpha"] < 1:

@@ -19,7 +19,8 @@ from .transition import TransitionOperator
 
 __all__ = [
     "Objective", "walkback_step_loss", "walkback_loss", "sampled_walkback_loss",
-    "transition_batches", "transition_walkback_loss", "BoundResult", "variational_bound",
+    "transition_batches", "transition_walkback_loss", "negative_bound", "BoundResult",
+    "variational_bound",
 ]
 
 Objective = Literal["paper", "released"]
@@ -113,6 +114,30 @@ def transition_walkback_loss(
     s_prev, s_next = trajectory.states[t, i], trajectory.states[t + 1, i]
     temps = temperatures.to(s_prev.device, s_prev.dtype)[t]
     return walkback_step_loss(operator, s_prev, s_next, temps, objective)
+
+
+def negative_bound(
+    operator: TransitionOperator,
+    prior: GaussianPrior,
+    trajectory: Trajectory,
+    temperatures: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``-[log p*(s_K) + sum_t log p_{T_t}(s_{t-1}|s_t) - sum_t log q(s_t|s_{t-1})]`` per example,
+    shape ``(B,)``: the whole bound of one path, every term a function of the path's states.
+    Returned with its walk-back terms ``-log p_{T_t}(s_{t-1}|s_t)``, shape ``(K, B)``.
+
+    With a reparameterised path (``walk_away(..., reparameterized=True)``) its gradient is the
+    pathwise gradient of the bound, including the terms the paper's loss drops: the heating's
+    entropy and the prior's density at the end point, which reward a heating that destroys
+    information instead of one the walk back can invert trivially. The prior's moments are
+    buffers (fitted, not trained); gradients reach the end point ``s_K`` through ``log p*``.
+    """
+    log_p = torch.stack([
+        operator.log_prob(trajectory.states[t], trajectory.states[t + 1], float(temperatures[t]))
+        for t in range(trajectory.num_steps)
+    ])
+    total = -(prior.log_prob(trajectory.states[-1]) + log_p.sum(0) - trajectory.log_q.sum(0))
+    return total, -log_p
 
 
 @dataclass

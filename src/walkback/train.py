@@ -32,8 +32,8 @@ from .data.toy import TOY_DATASETS
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
 from .objective import (
-    sampled_walkback_loss, transition_batches, transition_walkback_loss, walkback_loss,
-    walkback_step_loss,
+    negative_bound, sampled_walkback_loss, transition_batches, transition_walkback_loss,
+    walkback_loss, walkback_step_loss,
 )
 from .trajectory import walk_away
 
@@ -199,6 +199,16 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
         norms.append(_update(model, ema, opt, total.mean() / dim, config, where))
         terms = [total.detach().mean() / path.num_steps] * path.num_steps
         s, noise = path.states[-1], path.noise_var
+    elif cfg.objective == "bound":
+        with _autocast(config, x):
+            path = walk_away(heating, x, generator=generator, max_variance=max_var,
+                             reparameterized=True)
+            total, per_step = negative_bound(model.operator, model.prior, path, temps)
+        where = f"step {step}, the bound's {path.num_steps} steps and prior (reparameterised path)"
+        norms.append(_update(model, ema, opt, total.mean() / dim, config, where))
+        # logged like the other modes: the mean walk-back term -log p_T(s_t-1|s_t) per step
+        terms = list(per_step.detach().mean(1))
+        s, noise = path.states[-1].detach(), path.noise_var
     else:
         with _autocast(config, x):
             path = walk_away(heating, x, generator=generator, max_variance=max_var)

@@ -76,27 +76,31 @@ class Trajectory:
         return self.log_q.shape[0]
 
 
-@torch.no_grad()
 def walk_away(
     heating: HeatingPath,
     x: torch.Tensor,
     *,
     generator: torch.Generator | None = None,
     max_variance: float | None = None,
+    reparameterized: bool = False,
 ) -> Trajectory:
-    """Sample ``s_t ~ q(. | s_{t-1})`` for ``t = 1..K`` from ``s_0 = x`` (no gradient).
+    """Sample ``s_t ~ q(. | s_{t-1})`` for ``t = 1..K`` from ``s_0 = x``.
 
+    Without gradient (the paper's training and every evaluation), or with ``reparameterized``:
+    ``s_t = mean + sqrt(T var) * eps`` stays in the autograd graph, so ``states`` and ``log_q``
+    carry gradients into the operator's weights (the ``bound`` objective).
     With ``max_variance`` (the paper's ``sigma2_max``), heating stops after the first step whose
     batch-mean noise variance reaches it, so ``K`` can vary from run to run.
     """
     states, log_q, noise_var = [x], [], []
     s = x
-    for t in range(heating.num_steps):
-        step = heating.step(s, t)
-        s = step.sample(generator=generator)
-        states.append(s)
-        log_q.append(step.log_prob(s))
-        noise_var.append(step.total_var.mean())
-        if max_variance is not None and noise_var[-1] >= max_variance:
-            break
+    with torch.set_grad_enabled(reparameterized and torch.is_grad_enabled()):
+        for t in range(heating.num_steps):
+            step = heating.step(s, t)
+            s = step.sample(generator=generator)
+            states.append(s)
+            log_q.append(step.log_prob(s))
+            noise_var.append(step.total_var.mean().detach())
+            if max_variance is not None and noise_var[-1] >= max_variance:
+                break
     return Trajectory(torch.stack(states), torch.stack(log_q), torch.stack(noise_var))
