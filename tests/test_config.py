@@ -72,6 +72,11 @@ def test_bound_objective_needs_the_accumulate_mode(mode: str) -> None:
     apply_overrides(Config(), ["train.objective=bound", "train.mode=accumulate"])
 
 
+def test_bound_objective_is_refused_for_the_rate_network() -> None:
+    with pytest.raises(ConfigError, match=r"train\.objective: 'bound' is a bound on log p\(v, h\)"):
+        apply_overrides(get_preset("mog-rate"), ["train.objective=bound"])
+
+
 def test_round_trip_through_dict_and_json() -> None:
     config = apply_overrides(Config(), ["train.lr=3e-4", "seed=5", "data.name=circle",
                                         "schedule.max_variance=0.5", "model.form=2017"])

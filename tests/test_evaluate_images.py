@@ -323,3 +323,20 @@ def test_no_floor_reads_no_training_images(run_dir: Path, mnist_root: Path, tmp_
         floor=False))
     assert result["fid"]["value"] > 0 and result["fid"]["floor"]["value"] is None
     assert "classes" not in result
+
+
+def test_report_mean_scores_the_last_steps_mean_and_keeps_the_chains() -> None:
+    """``s' = 0 + N(0, 1)`` (a = 0): every step's mean is exactly 0, so the reported images are all
+    mid-grey, while the chains (and their mixing numbers) are those of ``report="sample"``."""
+    from walkback.data.images import to_display_uint8
+
+    sample = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], seed=0, batch_size=40, block=8)
+    mean = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], seed=0, batch_size=40, block=8,
+                      report="mean")
+    for e in (0, 5):
+        assert torch.equal(mean.at(e).images, to_display_uint8(torch.zeros(40, 16)))
+        assert not torch.equal(sample.at(e).images, mean.at(e).images)
+        torch.testing.assert_close(mean.at(e).kept, sample.at(e).kept)
+    assert mean.at(5).move_from_previous == sample.at(5).move_from_previous
+    with pytest.raises(ValueError, match="report"):
+        run_chains(_linear_model(-1.0, 1.0), 4, [0], seed=0, batch_size=4, report="median")

@@ -225,6 +225,10 @@ def validate(config: Config) -> Config:
                                                or flat["train.loss_steps"]):
         raise ConfigError("config key train.objective: 'bound' needs train.mode=accumulate "
                           "and train.loss_steps=0 (the whole path is differentiated)")
+    if flat["train.objective"] == "bound" and flat["model.backbone"] == "rate":
+        raise ConfigError("config key train.objective: 'bound' is a bound on log p(v, h) for the "
+                          "rate network (hidden units included), which grows without limit as h "
+                          "becomes predictable; use 'paper'")
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if not 0 < flat["model.alpha"] < 1:

@@ -36,11 +36,13 @@ def _toy(name: str, **changes: Any) -> dict[str, Any]:
 # temperature-conditioned U-Net. These schedules are starting points: docs/RESULTS.md says
 # which were measured.
 # U-Net presets: f = 1.5, the noise-scaled mean and lr 5e-4 were the best of 8 two-minute MNIST
-# variants (docs/RESULTS.md, "MNIST variants"); the other data sets inherit them unmeasured.
+# variants, and the variance floor min_var = 0.01 (noise std >= 0.1 sqrt(T)) improved on them
+# (docs/RESULTS.md, "MNIST variants").
 _UNET: dict[str, Any] = {
     "data": {"root": "data"},
     "model": {"backbone": "unet", "form": "conditioned", "channels": 64,
-              "channel_mults": "1,2,2", "num_res_blocks": 2, "mean_scale": "noise"},
+              "channel_mults": "1,2,2", "num_res_blocks": 2, "mean_scale": "noise",
+              "min_var": 0.01},
     "schedule": {"num_steps": 30, "t0": 1.0, "factor": 1.5, "n1": 0},
     # one minibatch = 256 heating paths whose 30 x 256 transitions, shuffled, make 30 updates of
     # 256 transitions each (the heating forwards are shared by those 30 updates)

@@ -1,8 +1,9 @@
 """One set of sampling chains with snapshots (EVALUATION.md, "Long chains").
 
 ``N`` chains start from ``p*``, cool through ``T_K .. T_1`` (``K`` steps) and continue at ``T = 1``;
-the chain state (the sample, not the mean of the last step) is captured after ``E`` extra steps for
-every requested ``E``, all from the same starting draws (``sampler.anneal_progressive`` with
+the chain state (the sample; with ``report="mean"`` the mean of the step that produced it for the
+images, SPEC.md "Sampling") is captured after ``E`` extra steps for every requested ``E``, all
+from the same starting draws (``sampler.anneal_progressive`` with
 block noise: nothing depends on the batch size). Mixing, in model space, per dimension:
 
 - ``move_from_previous``: ``mean_i ||s_i(E) - s_i(E_prev)|| / sqrt(D)`` between snapshots;
@@ -93,17 +94,18 @@ def _distance_per_dim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1).double().norm(dim=1) / math.sqrt(a[0].numel())
 
 
-def _capture(acc: _Acc, state: torch.Tensor, previous: torch.Tensor, last_snapshot: torch.Tensor | None,
-             start: int) -> None:
-    """Add one batch of chains (global indices from ``start``) to a snapshot's accumulator."""
-    acc.images.append(to_display_uint8(torch.nan_to_num(state, nan=0.0)).cpu())
+def _capture(acc: _Acc, state: torch.Tensor, shown: torch.Tensor, previous: torch.Tensor,
+             last_snapshot: torch.Tensor | None, start: int) -> None:
+    """Add one batch of chains (global indices from ``start``) to a snapshot's accumulator:
+    ``shown`` (the state or its step's mean) becomes the images, mixing uses the states."""
+    acc.images.append(to_display_uint8(torch.nan_to_num(shown, nan=0.0)).cpu())
     if start < MIX_KEEP:
         acc.kept.append(state[: MIX_KEEP - start].to("cpu", torch.float32))
     acc.last += float(_distance_per_dim(state, previous).sum())
     if last_snapshot is not None:
         acc.move += float(_distance_per_dim(state, last_snapshot).sum())
-    acc.nonfinite += int((~torch.isfinite(state).flatten(1).all(1)).sum())
-    acc.outside += int((state.abs() > 1).sum())
+    acc.nonfinite += int((~torch.isfinite(shown).flatten(1).all(1)).sum())
+    acc.outside += int((shown.abs() > 1).sum())
 
 
 def _pair_distance(kept: torch.Tensor) -> float | None:
@@ -128,9 +130,12 @@ def _finish(acc: dict[int, _Acc], num: int, k: int) -> ChainRun:
 
 @torch.no_grad()
 def run_chains(model, num: int, extra_steps: Sequence[int], *, seed: int, batch_size: int,
-               block: int = DEFAULT_BLOCK, progress: bool = False) -> ChainRun:
+               block: int = DEFAULT_BLOCK, progress: bool = False, report: str = "sample") -> ChainRun:
     """Run ``num`` chains of ``model`` (a ``Walkback``) to ``K + max(extra_steps)`` steps and keep
-    the snapshots at each ``E`` in ``extra_steps``."""
+    the snapshots at each ``E`` in ``extra_steps``; ``report``: "sample" (the chain state) or
+    "mean" (the mean of the step that produced it) becomes the snapshot's images."""
+    if report not in ("sample", "mean"):
+        raise ValueError(f"report must be 'sample' or 'mean', got {report!r}")
     wanted = sorted(set(extra_steps))
     temps, device = model.active_temperatures, model.prior.mean.device
     k, e_max = len(temps), wanted[-1]
@@ -144,7 +149,8 @@ def run_chains(model, num: int, extra_steps: Sequence[int], *, seed: int, batch_
         previous, last_snapshot = None, None
         for item in chain:
             if item.index - k in acc:
-                _capture(acc[item.index - k], item.state, previous, last_snapshot, start)
+                shown = item.mean if report == "mean" else item.state
+                _capture(acc[item.index - k], item.state, shown, previous, last_snapshot, start)
                 last_snapshot = item.state
             previous = item.state
             bar.update(stop - start)

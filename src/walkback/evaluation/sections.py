@@ -12,10 +12,13 @@ from .chains import ChainRun
 from .context import ImageData
 from .noise import DEFAULT_BLOCK
 
-__all__ = ["REPORTED", "quality_sections", "chain_section", "bound_section", "parzen_section"]
+__all__ = ["REPORTED", "REPORTED_MEAN", "quality_sections", "chain_section", "bound_section",
+           "parzen_section"]
 
 REPORTED = ("chain state (the sample, not the mean of the last step), clipped to [-1, 1] and "
             "rounded to uint8 for the metrics")
+REPORTED_MEAN = ("mean of the last step (not the sample: the step's T = 1 noise left out), "
+                 "clipped to [-1, 1] and rounded to uint8 for the metrics")
 PARZEN_VALIDATION = 10_000  # the last images of the train split (GAN / GSN protocol)
 
 
