@@ -61,6 +61,9 @@ _PAPER: dict[str, Any] = {
 }
 
 
+_MNIST_RATE: dict[str, Any] = {**_RATE, "hidden_units": 256, "form": "2017", "mean_scale": "none"}
+
+
 def _image(base: dict[str, Any], name: str, **changes: Any) -> dict[str, Any]:
     preset = copy.deepcopy(base)
     preset["data"]["name"] = name
@@ -81,6 +84,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mog-rate-sym": _toy("mog", model={**_RATE, "symmetric": True}),
     "spiral-rate": _toy("spiral", model=_RATE),
     "mnist": _image(_UNET, "mnist"),
+    # the rate network on MNIST: 784 visible + 256 hidden units, the U-Net preset's schedule,
+    # floor and training (a few million weights: it trains on a CPU too)
+    "mnist-rate": _image(_UNET, "mnist", model=_MNIST_RATE, train={"amp": "none"}),
+    "mnist-rate-sym": _image(_UNET, "mnist", model={**_MNIST_RATE, "symmetric": True},
+                             train={"amp": "none"}),
     "mnist-paper": _image(_PAPER, "mnist", model={"backbone": "mlp", "hidden": 1200, "depth": 3},
                           schedule={"num_steps": 10, "factor": 2.0},
                           train={"lr": 1e-5}),
