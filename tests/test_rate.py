@@ -37,6 +37,18 @@ def test_mean_is_leaky_rate_dynamics() -> None:
     assert weight_asymmetry(w.detach()) > 0.5  # unconstrained at initialisation
 
 
+def test_gain_scales_the_rates() -> None:
+    """``model.rate_gain = c``: ``mean = (1 - a) s + a c tanh(W s + b)``, from the config down."""
+    config = apply_overrides(get_preset("mog-rate"), ["model.rate_gain=1.5"])
+    model = build_model(config)
+    backbone = model.operator.backbone
+    s = torch.randn(6, backbone.num_units)
+    expected = 0.5 * s + 0.5 * 1.5 * torch.tanh(s @ backbone.weight.T + backbone.b)
+    torch.testing.assert_close(model.operator(s, 1.0).mean, expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(Exception, match="model.rate_gain"):
+        apply_overrides(get_preset("mog-rate"), ["model.rate_gain=0"])
+
+
 def test_symmetric_weight() -> None:
     torch.manual_seed(1)
     backbone = RateNetworkBackbone(2, 6, symmetric=True)

@@ -58,6 +58,7 @@ class ModelConfig:
     hidden_units: int = 0  # rate: hidden units H (the state is [v; h], D + H units)
     symmetric: bool = False  # rate: constrain W = W^T (the detailed-balance comparison)
     relax_steps: int = 10  # rate: N1 steps at T = 1 relaxing h (from 0) with v clamped to x
+    rate_gain: float = 1.0  # rate: phi = rate_gain * tanh (the rates' range)
 
 
 @dataclass
@@ -219,6 +220,8 @@ def validate(config: Config) -> Config:
                 "train.loss_steps", "train.max_file_mb"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
+    if flat["model.rate_gain"] <= 0:
+        raise ConfigError(f"config key model.rate_gain: must be > 0, got {flat['model.rate_gain']}")
     if flat["model.hidden_units"] and flat["model.backbone"] != "rate":
         raise ConfigError("config key model.hidden_units: needs model.backbone=rate")
     if flat["train.objective"] == "bound" and (flat["train.mode"] != "accumulate"

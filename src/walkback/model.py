@@ -69,7 +69,7 @@ def build_backbone(config: Config, shape: tuple[int, ...]) -> nn.Module:
         if m.form != "2017":
             raise ConfigError("config key model.form: the rate network needs '2017' (blind to T)")
         return RateNetworkBackbone(shape[0] - m.hidden_units, m.hidden_units,
-                                   symmetric=m.symmetric, init_var=m.init_var)
+                                   symmetric=m.symmetric, init_var=m.init_var, gain=m.rate_gain)
     if m.backbone == "mlp":
         return MLPBackbone(shape, hidden=m.hidden, depth=m.depth, cond_dim=cond_dim,
                            init_var=m.init_var)

@@ -16,7 +16,7 @@ __all__ = ["RateNetworkBackbone"]
 
 
 class RateNetworkBackbone(nn.Module):
-    """``(s, cond) -> (F, G)`` with ``F = phi(W s + b)`` and ``G = g`` (state-independent).
+    """``(s, cond) -> (F, G)`` with ``F = gain * phi(W s + b)`` and ``G = g`` (state-independent).
 
     Wrapped in ``TransitionOperator(..., alpha=1 - a)`` the operator's mean is
     ``alpha * s + (1 - alpha) * F = (1 - a) s + a phi(W s + b)``: SPEC's leaky rate dynamics with
@@ -24,6 +24,8 @@ class RateNetworkBackbone(nn.Module):
 
     ``W`` is unconstrained (any asymmetry is allowed). With ``symmetric=True`` the network is
     the detailed-balance comparison: ``W = (A + A^T) / 2`` of a free parameter ``A``.
+    ``gain`` scales the rates' range (``tanh``: ``(-gain, gain)``), so that data values at the
+    edge of ``[-1, 1]`` can be fixed points without saturating ``phi``.
     ``weight`` returns the effective ``W`` either way. ``cond`` is ignored (form "2017").
     """
 
@@ -35,6 +37,7 @@ class RateNetworkBackbone(nn.Module):
         symmetric: bool = False,
         init_var: float = 0.01,
         activation: Callable[[torch.Tensor], torch.Tensor] = torch.tanh,
+        gain: float = 1.0,
     ) -> None:
         super().__init__()
         if visible_dim <= 0 or hidden_dim < 0:
@@ -43,6 +46,7 @@ class RateNetworkBackbone(nn.Module):
         n = visible_dim + hidden_dim
         self.symmetric = symmetric
         self.activation = activation
+        self.gain = gain
         self.W = nn.Parameter(0.5 * torch.randn(n, n) / math.sqrt(n))  # A when symmetric; gain 0.5
         self.b = nn.Parameter(torch.zeros(n))
         # softplus(g) = init_var  <=>  g = log(expm1(init_var))
@@ -60,5 +64,5 @@ class RateNetworkBackbone(nn.Module):
     def forward(
         self, s: torch.Tensor, cond: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.activation(s @ self.weight.T + self.b)
+        f = self.gain * self.activation(s @ self.weight.T + self.b)
         return f, self.g.expand_as(s)
