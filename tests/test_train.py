@@ -230,7 +230,7 @@ def test_resume_with_corrupt_sidecar_names_the_file(tmp_path: Path) -> None:
 def _refused_resume(run_dir: Path) -> bytes:
     train(_config("train.steps=10"), run_dir, progress=False)
     before = (run_dir / "config.json").read_bytes()
-    with pytest.raises(ConfigError, match=r"ckpt_00000010\.json.*'model' config differs"):
+    with pytest.raises(ConfigError, match=r"ckpt_00000010\.json.*'model' config differs.*\(model\.hidden\)"):
         train(_config("train.steps=20", "model.hidden=32"), run_dir, resume=True, progress=False)
     return before
 
@@ -238,6 +238,18 @@ def _refused_resume(run_dir: Path) -> bytes:
 def test_resume_with_an_incompatible_model_config_is_refused(tmp_path: Path) -> None:
     _refused_resume(tmp_path)
     assert _steps(tmp_path) == [5, 10]
+
+
+def test_resume_accepts_a_checkpoint_written_before_a_key_existed(tmp_path: Path) -> None:
+    """A config key added since the checkpoint was written (here: its sidecar lacks
+    model.rate_gain, at its default) is no difference: the run resumes."""
+    train(_config("train.steps=10"), tmp_path, progress=False)
+    sidecar = latest_checkpoint(tmp_path / "checkpoints").with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    del meta["config"]["model"]["rate_gain"]
+    sidecar.write_text(json.dumps(meta))
+    resumed = train(_config("train.steps=15"), tmp_path, resume=True, progress=False)
+    assert resumed.step == 15
 
 
 def test_refused_resume_leaves_config_json_unchanged(tmp_path: Path) -> None:

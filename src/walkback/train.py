@@ -247,10 +247,19 @@ def _restore(run_dir: Path, model: Walkback, ema: Walkback, opt: torch.optim.Opt
     if path is None:
         return 0
     ckpt = load_checkpoint(path)
-    saved = ckpt.meta.get("config", {})
+    # resolved through today's defaults, so a key added since the checkpoint was written (at
+    # its default value) is not a difference
+    try:
+        saved = config_to_dict(config_from_dict(ckpt.meta.get("config", {})))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: the checkpoint's config: {exc}") from None
+    current = config_to_dict(config)
     for section in ("data", "model", "schedule"):
-        if saved.get(section) != config_to_dict(config)[section]:
-            raise ConfigError(f"{path}: the checkpoint's '{section}' config differs from this run's")
+        changed = sorted(k for k in current[section] if saved[section][k] != current[section][k])
+        if changed:
+            keys = ", ".join(f"{section}.{k}" for k in changed)
+            raise ConfigError(f"{path}: the checkpoint's '{section}' config differs from this "
+                              f"run's ({keys})")
 
     def part(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in ckpt.tensors.items() if k.startswith(prefix)}
