@@ -83,6 +83,7 @@ def chain_estimate(chain_sums: torch.Tensor, *, steps: int, burn_in: int,
     )
 
 
+@torch.no_grad()  # 2 x steps operator passes: an autograd graph would hold every state
 def entropy_production(
     operator: TransitionOperator,
     start: torch.Tensor,
