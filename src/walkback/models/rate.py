@@ -19,8 +19,9 @@ class RateNetworkBackbone(nn.Module):
     """``(s, cond) -> (F, G)`` with ``F = gain * phi(W s + b)`` and ``G = g`` (state-independent).
 
     Wrapped in ``TransitionOperator(..., alpha=1 - a)`` the operator's mean is
-    ``alpha * s + (1 - alpha) * F = (1 - a) s + a phi(W s + b)``: SPEC's leaky rate dynamics with
-    leak ``a`` (``model.alpha`` in the config), and variance ``T * (softplus(g) + min_var)``.
+    ``alpha * s + (1 - alpha) * F = (1 - a) s + a gain phi(W s + b)``: SPEC's leaky rate
+    dynamics with leak ``a`` (``model.alpha`` in the config), and variance
+    ``T * (softplus(g) + min_var)``.
 
     ``W`` is unconstrained (any asymmetry is allowed). With ``symmetric=True`` the network is
     the detailed-balance comparison: ``W = (A + A^T) / 2`` of a free parameter ``A``.
