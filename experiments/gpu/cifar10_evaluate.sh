@@ -1,0 +1,13 @@
+# CIFAR-10 part 2 of 2 (see cifar10_train.sh): FID/KID of 10k chains (last step's means) against
+# the 50k train images, the long chain, then the bound, for the run part 1 left on this machine.
+# Usage: bash experiments/gpu/cifar10_evaluate.sh DATA_DIR FID_WEIGHTS [SECONDS_LEFT]
+D=${1:?data folder}; W=${2:?FID weights (.npz)}; LEFT=${3:-560}
+test -f runs/cifar10/config.json || { echo "runs/cifar10 is not on this machine"; exit 3; }
+export PYTHONPATH=src
+EV="--fid-weights $W --data-root $D --cache-dir /tmp/cache --amp bf16 --device cuda --no-progress --batch-size 2000"
+T0=$(date +%s)
+timeout 380 python3 -m walkback evaluate --run-dir runs/cifar10 --metrics fid,kid,chain \
+  --chain-steps 0,K,10K --num-samples 10000 --report mean $EV
+cp runs/cifar10/eval.json runs/cifar10/eval_main.json
+timeout $(( LEFT - ($(date +%s) - T0) )) python3 -m walkback evaluate --run-dir runs/cifar10 \
+  --metrics bound --num-paths 16 --bound-points 1000 $EV
