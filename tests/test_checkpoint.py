@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import walkback
+from walkback.atomic import _atomic_write, atomic_write_text
 from walkback.checkpoint import (
-    Checkpoint, _atomic_write, atomic_write_text, latest_checkpoint, list_checkpoints,
-    load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, prune_checkpoints,
-    save_checkpoint,
+    Checkpoint, latest_checkpoint, list_checkpoints, load_checkpoint, optimizer_from_tensors,
+    optimizer_to_tensors, prune_checkpoints, save_checkpoint,
 )
 from walkback.config import Config, apply_overrides, config_to_dict
 from walkback.errors import CheckpointError

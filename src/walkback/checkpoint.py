@@ -22,14 +22,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes, save as save_bytes
 
 from . import parts
-from .atomic import _atomic_write, atomic_write_bytes, atomic_write_text, sha256_file
+from .atomic import atomic_write_text
 from .errors import CheckpointError
 
 __all__ = [
     "Checkpoint",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "sha256_file",
     "save_checkpoint",
     "load_checkpoint",
     "list_checkpoints",

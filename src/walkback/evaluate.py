@@ -280,17 +280,13 @@ def _machine(device: torch.device) -> dict[str, str]:
     return {"device": str(device), "name": name or platform.machine(), "torch": torch.__version__}
 
 
-def _weights_sha256(path: Path) -> str | None:
-    return parts.sha256_of(path)
-
-
 def _header(run_dir: Path, data: DataSplits, data_seed: int, device: torch.device,
             command: str | None) -> dict[str, Any]:
     """Where the evaluation ran and on what: run, command, machine, weights, data."""
     records = read_metrics(run_dir / "metrics.jsonl")
     return {
         "run_dir": str(run_dir), "command": command or " ".join(sys.argv),
-        "machine": _machine(device), "model_sha256": _weights_sha256(run_dir / "model" / MODEL_FILE),
+        "machine": _machine(device), "model_sha256": parts.sha256_of(run_dir / "model" / MODEL_FILE),
         "train_step": records[-1].get("step") if records else None,
         "data": {"name": data.name, "num_train": len(data.train),
                  "num_heldout": len(data.heldout), "data_seed": data_seed},

@@ -174,8 +174,8 @@ def _bound_results(model, data: ImageData, options: ImageEvalOptions, config: Co
 def _run_header(run_dir: Path, device: torch.device, options: ImageEvalOptions, metrics: list[str],
                 k: int) -> dict:
     return {**_header("image run", device, options, metrics), "run_dir": str(run_dir),
-            "model_sha256": _sha(run_dir / "model" / MODEL_FILE), "train_step": _train_step(run_dir),
-            "K": k}
+            "model_sha256": parts.sha256_of(run_dir / "model" / MODEL_FILE),
+            "train_step": _train_step(run_dir), "K": k}
 
 
 def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = None) -> dict:
@@ -252,10 +252,6 @@ def _pictures(model: Walkback, data: ImageData, seed: int) -> dict:
 
         figures[f"inpaint_{side}"] = (draw, p)
     return figures
-
-
-def _sha(path: Path) -> str | None:
-    return parts.sha256_of(path)
 
 
 def _train_step(run_dir: Path) -> int | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .checkpoint import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .data.images import to_display_uint8
 from .inpaint import InpaintResult
 from .model import Walkback

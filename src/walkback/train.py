@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .atomic import atomic_write_text
 from .checkpoint import (
-    Checkpoint, atomic_write_text, latest_checkpoint, load_checkpoint, optimizer_from_tensors,
-    optimizer_to_tensors, prune_checkpoints, save_checkpoint,
+    Checkpoint, latest_checkpoint, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors,
+    prune_checkpoints, save_checkpoint,
 )
 from .config import Config, config_from_dict, config_to_dict, config_to_json
 from .data.images import dequantize_model_space
@@ -173,7 +174,7 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
             terms.append(term.detach().mean())
             noise.append(q.total_var.mean())
             s = s_next
-            if max_var is not None and q.total_var.mean() >= max_var:
+            if max_var is not None and noise[-1] >= max_var:
                 break
     elif cfg.mode == "transitions":
         with torch.no_grad(), _autocast(config, x):

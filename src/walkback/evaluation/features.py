@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 from ..data.imageset import ImageSet
 from ..metrics.classifier import FEATURE_DIM, ClassifierInfo, MNISTClassifier
 from ..metrics.fid import FeatureStats, MetricsError, cached_reference_stats, check_images

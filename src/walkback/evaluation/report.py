@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_text
+from ..atomic import atomic_write_text
 
 __all__ = ["machine", "caption", "jsonable", "write_outputs", "image_summary"]
 

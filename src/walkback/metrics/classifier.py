@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from ..checkpoint import atomic_write_bytes, atomic_write_text
+from ..atomic import atomic_write_bytes, atomic_write_text
 from ..data.imageset import ImageSet
 from .fid import MetricsError
 
