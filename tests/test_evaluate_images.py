@@ -268,6 +268,34 @@ def test_cli_samples_from_walkback_sample_and_image_run(
     assert "samples:" in capsys.readouterr().out
 
 
+def test_start_step_starts_the_chains_part_way_up_and_says_so(
+        run_dir: Path, mnist_root: Path, tmp_path: Path, capsys, stand_in_inception) -> None:
+    """--start-step 2 of K = 3: the chains take 2 cooling steps from a prior fit to heated training
+    images, and eval.json records it; out of range or with --samples: one-line errors."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    common = ["--metrics", "fid,chain", "--chain-steps", "0,1", "--cache-dir", str(tmp_path / "c"),
+              "--no-progress", "--device", "cpu", "--no-floor"]
+    assert main(["evaluate", "--run-dir", str(run), "--start-step", "2", *common]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert result["K"] == 2 and result["samples"]["protocol"]["K"] == 2
+    assert result["start"]["start_step"] == 2 and result["start"]["trained_K"] == 3
+    assert f"{N_TRAIN} train images heated 2 steps" in result["start"]["prior"]
+    assert [s["chain_steps"] for s in result["chain"]["snapshots"]] == [2, 3]
+    capsys.readouterr()
+    (run / "eval.json").write_text("previous")
+    assert main(["evaluate", "--run-dir", str(run), "--start-step", "4", *common]) == 2
+    assert "start step 4: must be in 1..K = 3" in _one_line(capsys.readouterr().err)
+    assert (run / "eval.json").read_text() == "previous"
+    samples = tmp_path / "s.npz"
+    assert main(["sample", "--run-dir", str(run), "--num-samples", "4", "--out", str(samples)]) == 0
+    assert main(["evaluate", "--samples", str(samples), "--data", "mnist", "--data-root",
+                 str(mnist_root), "--start-step", "2", *common[4:]]) == 2
+    assert "--start-step" in _one_line(capsys.readouterr().err)
+
+
 def test_toy_run_rejects_image_flags(tmp_path: Path, capsys) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"data": {"name": "mog"}}))
     assert main(["evaluate", "--run-dir", str(tmp_path), "--metrics", "fid"]) == 2

@@ -124,3 +124,39 @@ def test_cooling_moments_differ_from_prior_moments() -> None:
     mean, cov = cooling_moments(exact, HEAT, prior.mean, prior.var)
     assert float((mean - prior.mean).abs().max()) > 0.5
     assert math.isfinite(float(cov.det())) and float(cov.det()) > 0
+
+
+def _linear_walkback(m: float, d: float, temps: torch.Tensor, heating: str = "model"):
+    """``s' = m s + N(0, T d)`` per dimension (4-d), as a ``Walkback`` heated by itself."""
+    from walkback.model import Walkback
+
+    backbone = LinearGaussianBackbone(4, weight=(2 * m - 1) * torch.eye(4),
+                                      log_var=torch.full((4,), math.log(d)))
+    op = TransitionOperator(backbone, (4,), form="2017", alpha=0.5, min_var=0.0)
+    return Walkback(op, GaussianPrior((4,)), temps, heating=heating)
+
+
+def test_start_at_fits_the_prior_to_the_exact_heated_marginal() -> None:
+    """Data ``N(mu, sigma^2)`` heated S steps by ``s' = m s + N(0, T_t d)`` has mean ``m^S mu`` and
+    variance ``m^(2S) sigma^2 + sum_t m^(2(S - t)) T_t d``; the chain then cools from ``T_S``."""
+    from walkback.errors import ConfigError
+
+    temps = heating_temperatures(6, factor=2.0)
+    model = _linear_walkback(0.8, 0.5, temps)
+    mu, sigma, n, step = 1.5, 0.7, 200_000, 4
+    x = mu + sigma * torch.randn(n, 4, generator=_gen(0))
+    started = model.start_at(step, x, batch_size=50_000, generator=_gen(1))
+    want_mean = 0.8 ** step * mu
+    want_var = 0.8 ** (2 * step) * sigma**2 + sum(
+        0.8 ** (2 * (step - t)) * float(temps[t - 1]) * 0.5 for t in range(1, step + 1))
+    se_mean = math.sqrt(want_var / n)
+    assert torch.all((started.prior.mean - want_mean).abs() < 5 * se_mean)
+    torch.testing.assert_close(started.prior.var, torch.full((4,), want_var), rtol=0.02, atol=0)
+    assert torch.equal(started.active_temperatures, temps[:step])
+    assert started.operator is model.operator
+    assert torch.equal(model.prior.var, torch.ones(4))  # the original model is untouched
+    assert len(started.sample(8).samples) == 8
+    with pytest.raises(ConfigError, match="start step 7: must be in 1..K = 6"):
+        model.start_at(7, x)
+    with pytest.raises(ConfigError, match="heating='fixed'"):
+        _linear_walkback(0.8, 0.5, temps, heating="fixed").start_at(2, x)

@@ -127,7 +127,7 @@ def _summary(result: dict) -> list[str]:
 
 
 IMAGE_FLAGS = ("metrics", "bound_points", "chain_steps", "batch_size", "fid_weights", "cache_dir",
-               "data", "data_root", "resolution", "out_dir", "amp", "report")
+               "data", "data_root", "resolution", "out_dir", "amp", "report", "start_step")
 
 
 def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
@@ -137,7 +137,8 @@ def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
         seed=args.seed, device=args.device or "auto", batch_size=args.batch_size,
         cache_dir=args.cache_dir, fid_weights=args.fid_weights, data_root=args.data_root,
         resolution=args.resolution, progress=not args.no_progress, command=command,
-        amp=args.amp or "none", floor=not args.no_floor, report=args.report or "sample")
+        amp=args.amp or "none", floor=not args.no_floor, report=args.report or "sample",
+        start_step=args.start_step)
 
 
 def _evaluate_toy(args: argparse.Namespace, command: str) -> int:
@@ -170,8 +171,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         if args.data is None:
             raise ConfigError("--samples needs --data NAME (the data set to compare with)")
-        if args.report is not None:
-            raise ConfigError("--report is for a run's chains; a samples file is scored as stored")
+        if args.report is not None or args.start_step is not None:
+            raise ConfigError("--report and --start-step are for a run's chains; a samples file is "
+                              "scored as stored")
         samples = Path(args.samples)
         out = Path(args.out_dir) if args.out_dir else samples.parent / f"{samples.stem}_eval"
         result = evaluate_samples_file(samples, data=args.data, data_root=args.data_root or "data",
@@ -252,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", choices=("sample", "mean"),
                    help="image runs: score the chain state (sample, default) or the mean of the "
                    "step that produced it")
+    p.add_argument("--start-step", type=_count(1), metavar="S",
+                   help="image runs: start the chains at heating step S < K, from a Gaussian fit to "
+                   "training images heated S steps (S cooling steps instead of K)")
     p.add_argument("--cache-dir", metavar="DIR", help="reference statistics and the MNIST classifier "
                    "(default $WALKBACK_CACHE or ~/.cache/walkback)")
     p.add_argument("--seed", type=int, default=0)

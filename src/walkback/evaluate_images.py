@@ -80,6 +80,7 @@ class ImageEvalOptions:
     amp: str = "none"  # "bf16": sampling chains and pictures under bf16 autocast (GPU); bound in fp32
     floor: bool = True  # the real-vs-real floor (needs the floor split, MNIST: train)
     report: str = "sample"  # "mean": score the mean of each chain's last step (SPEC.md, Sampling)
+    start_step: int | None = None  # start the chains at this heating step (Walkback.start_at)
 
 
 def resolve_metrics(spec: str | None, data_name: str, *, has_model: bool) -> list[str]:
@@ -186,11 +187,14 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     device = resolve_device(options.device, setting="--device")
     enable_fast_kernels(device)
     model = load_run_model(run_dir, device=str(device)).eval()
-    k = len(model.active_temperatures)
-    es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
     data = ImageData(config.data.name, options.data_root or config.data.root,
                      config.data.resolution or None)
     _check_shape(model, data, "test")
+    start = None
+    if options.start_step is not None:
+        model, start = _start_part_way(model, data, options, device)
+    k = len(model.active_temperatures)
+    es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
     n, e_main = options.num_samples or config.sample.num_samples, config.sample.extra_steps
     batch = options.batch_size or config.sample.batch_size
     ctx, networks = _context(data, metrics, options, device)
@@ -205,6 +209,7 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
             "reported": REPORTED_MEAN if options.report == "mean" else REPORTED}
     main = chains.at(e_main)
     result = {**_run_header(run_dir, device, options, metrics, k),
+              **({"start": start} if start else {}),
               "samples": {"protocol": base, "nonfinite_fraction": main.nonfinite_fraction,
                           "outside_fraction": main.outside_fraction}}
     sections, figures = _quality_results(main.images, ctx, networks, data, base, metrics, options,
@@ -223,6 +228,23 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
         chain_gif(model, run_dir / "figures" / "chain.gif", steps_past_k=10 * k,
                   frames=min(60, 11 * k + 1), generator=torch.Generator(device).manual_seed(options.seed))
     return result
+
+
+START_FIT_POINTS = 10000  # training images heated to fit the prior of --start-step
+
+
+def _start_part_way(model: Walkback, data: ImageData, options: ImageEvalOptions,
+                    device: torch.device) -> tuple[Walkback, dict]:
+    """``model.start_at(options.start_step, ...)`` with the prior fit to the first
+    ``START_FIT_POINTS`` training images, and the protocol that eval.json records for it."""
+    step, trained_k = options.start_step, len(model.active_temperatures)
+    x = to_model_space(data.split("train").images[:START_FIT_POINTS]).to(device)
+    with _sampling_autocast(options, device):
+        model = model.start_at(step, x, batch_size=options.batch_size or 1000,
+                               generator=torch.Generator(device).manual_seed(options.seed + 5))
+    return model, {"start_step": step, "trained_K": trained_k,
+                   "prior": f"diagonal Gaussian fit to {len(x)} train images heated {step} steps",
+                   "fit_seed": options.seed + 5}
 
 
 def _sampling_autocast(options: ImageEvalOptions, device: torch.device) -> torch.autocast:

@@ -26,7 +26,7 @@ from .models import Conv2017Backbone, MLPBackbone, RateNetworkBackbone, UNetBack
 from .prior import GaussianPrior
 from .sampler import SampleResult, anneal
 from .schedule import fixed_diffusion_betas, heating_temperatures
-from .trajectory import FixedDiffusionHeating, HeatingPath, OperatorHeating
+from .trajectory import FixedDiffusionHeating, HeatingPath, OperatorHeating, walk_away
 from .transition import TransitionOperator
 
 __all__ = ["Walkback", "build_model", "load", "data_shape_of", "state_shape_of"]
@@ -165,6 +165,34 @@ class Walkback(nn.Module):
         if not self.hidden_dim:
             return result
         return SampleResult(self.visible(result.samples), self.visible(result.means))
+
+    @torch.no_grad()
+    def start_at(
+        self, step: int, x: torch.Tensor, *, batch_size: int = 1000,
+        generator: torch.Generator | None = None,
+    ) -> Walkback:
+        """A model whose chains start part-way up the heating, at step ``step`` (``1..K``).
+
+        The result shares this model's operator. Its prior is a diagonal Gaussian fit to the
+        data ``x`` heated ``step`` steps. Its cooling runs ``T_step .. T_1``, so a chain takes
+        ``step`` annealing steps instead of ``K``, and the saved steps can go to ``T = 1``.
+        At ``step = K`` the prior is refit from ``x``, not the one learned in training.
+        """
+        k = len(self.active_temperatures)
+        if not 1 <= step <= k:
+            raise ConfigError(f"start step {step}: must be in 1..K = {k}")
+        if self.heating != "model":
+            raise ConfigError(f"start step {step}: needs the operator's own heating, not "
+                              f"heating={self.heating!r} (its noise rates depend on K)")
+        temps = self.active_temperatures[:step]
+        heating = self.heating_path(temps)
+        ends = [walk_away(heating, self.lift(b, generator=generator), generator=generator).states[-1]
+                for b in x.split(batch_size)]
+        device = self.prior.mean.device
+        prior = GaussianPrior(self.prior.data_shape, min_var=self.prior.min_var).to(device)
+        prior.fit(torch.cat(ends).float())
+        return Walkback(self.operator, prior, temps, heating=self.heating, config=self.config,
+                        hidden_dim=self.hidden_dim, relax_steps=self.relax_steps).to(device)
 
     def save_pretrained(self, directory: str | Path, *, max_file_bytes: int = 0) -> None:
         """Write ``model.safetensors`` (split into parts of at most ``max_file_bytes`` when
