@@ -290,7 +290,9 @@ def test_start_step_starts_the_chains_part_way_up_and_says_so(
     assert "start step 4: must be in 1..K = 3" in _one_line(capsys.readouterr().err)
     assert (run / "eval.json").read_text() == "previous"
     samples = tmp_path / "s.npz"
-    assert main(["sample", "--run-dir", str(run), "--num-samples", "4", "--out", str(samples)]) == 0
+    assert main(["sample", "--run-dir", str(run), "--num-samples", "4", "--out", str(samples),
+                 "--start-step", "1", "--data-root", str(mnist_root)]) == 0
+    assert json.loads(str(np.load(samples)["meta"]))["K"] == 1
     assert main(["evaluate", "--samples", str(samples), "--data", "mnist", "--data-root",
                  str(mnist_root), "--start-step", "2", *common[4:]]) == 2
     assert "--start-step" in _one_line(capsys.readouterr().err)

@@ -23,13 +23,18 @@ from .data.images import IMAGE_DATASETS
 from .data.toy import TOY_DATASETS
 from .evaluate import REPORTED, evaluate_run, load_run_model, write_samples
 from .evaluate_images import (
-    DEFAULT_CHAIN_STEPS, METRICS, ImageEvalOptions, evaluate_image_run, evaluate_samples_file,
-    image_summary,
+    DEFAULT_CHAIN_STEPS, METRICS, START_FIT_POINTS, ImageEvalOptions, evaluate_image_run,
+    evaluate_samples_file, image_summary,
 )
+from .model import Walkback
 from .presets import PRESETS, get_preset
 from .train import load_data, load_run_config, resolve_device, train
 
 __all__ = ["main", "build_parser"]
+
+
+START_HELP = ("start the chains at heating step S <= K, from a Gaussian fit to training data "
+              "heated S steps (S cooling steps instead of K)")
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -82,19 +87,32 @@ def _sample(args: argparse.Namespace) -> int:
     config = model.config if model.config is not None else load_run_config(Path(args.run_dir))
     extra = args.extra_steps if args.extra_steps is not None else config.sample.extra_steps
     batch = args.batch_size if args.batch_size is not None else config.sample.batch_size
+    if args.start_step is not None:
+        model = _start_part_way(model, config, args, batch)
     generator = torch.Generator(device).manual_seed(args.seed)
     with torch.no_grad():
         result = model.sample(args.num_samples, extra_steps=extra, batch_size=batch,
                               generator=generator)
     k = len(model.active_temperatures)
     meta = {"run_dir": str(args.run_dir), "data": config.data.name, "K": k, "E": extra,
-            "seed": args.seed, "N": args.num_samples, "reported": REPORTED}
+            "seed": args.seed, "N": args.num_samples, "reported": REPORTED,
+            **({"start_step": args.start_step} if args.start_step is not None else {})}
     toy = config.data.name in TOY_DATASETS
     reference = load_data(config).train[: args.num_samples] if toy else None
     write_samples(out, result.samples, means=result.means, meta=meta, reference=reference)
     print(f"wrote {args.num_samples} samples (K={k}, E={extra}, seed {args.seed}) to {out}"
           f" and {out.with_suffix('.png')}")
     return 0
+
+
+def _start_part_way(model: Walkback, config: Config, args: argparse.Namespace, batch: int) -> Walkback:
+    """``walkback sample --start-step S``: the prior fit to the first ``START_FIT_POINTS``
+    training points (from ``--data-root`` or the run's ``data.root``) heated S steps."""
+    if args.data_root is not None:
+        config = apply_overrides(config, [f"data.root={args.data_root}"])
+    x = load_data(config).train[:START_FIT_POINTS].to(model.prior.mean.device)
+    generator = torch.Generator(x.device).manual_seed(args.seed + 5)
+    return model.start_at(args.start_step, x, batch_size=batch, generator=generator)
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -224,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True, metavar="FILE.npz")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--start-step", type=_count(1), metavar="S", help=START_HELP)
+    p.add_argument("--data-root", metavar="DIR", help="--start-step: the training data (default: "
+                   "the run's data.root)")
     p.set_defaults(handler=_sample)
 
     p = sub.add_parser("evaluate", help="metrics and figures of a trained run or a samples file")
@@ -254,9 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", choices=("sample", "mean"),
                    help="image runs: score the chain state (sample, default) or the mean of the "
                    "step that produced it")
-    p.add_argument("--start-step", type=_count(1), metavar="S",
-                   help="image runs: start the chains at heating step S < K, from a Gaussian fit to "
-                   "training images heated S steps (S cooling steps instead of K)")
+    p.add_argument("--start-step", type=_count(1), metavar="S", help="image runs: " + START_HELP)
     p.add_argument("--cache-dir", metavar="DIR", help="reference statistics and the MNIST classifier "
                    "(default $WALKBACK_CACHE or ~/.cache/walkback)")
     p.add_argument("--seed", type=int, default=0)
