@@ -156,6 +156,8 @@ def test_start_at_fits_the_prior_to_the_exact_heated_marginal() -> None:
     assert started.operator is model.operator
     assert torch.equal(model.prior.var, torch.ones(4))  # the original model is untouched
     assert len(started.sample(8).samples) == 8
+    with pytest.raises(ValueError, match="needs the model's config"):
+        started.save_pretrained("unused")  # its K differs from any config's: not saveable
     with pytest.raises(ConfigError, match="start step 7: must be in 1..K = 6"):
         model.start_at(7, x)
     with pytest.raises(ConfigError, match="heating='fixed'"):

@@ -177,6 +177,7 @@ class Walkback(nn.Module):
         data ``x`` heated ``step`` steps. Its cooling runs ``T_step .. T_1``, so a chain takes
         ``step`` annealing steps instead of ``K``, and the saved steps can go to ``T = 1``.
         At ``step = K`` the prior is refit from ``x``, not the one learned in training.
+        The result is for sampling and evaluation; it has no config, so it cannot be saved.
         """
         k = len(self.active_temperatures)
         if not 1 <= step <= k:
@@ -191,7 +192,7 @@ class Walkback(nn.Module):
         device = self.prior.mean.device
         prior = GaussianPrior(self.prior.data_shape, min_var=self.prior.min_var).to(device)
         prior.fit(torch.cat(ends).float())
-        return Walkback(self.operator, prior, temps, heating=self.heating, config=self.config,
+        return Walkback(self.operator, prior, temps, heating=self.heating,
                         hidden_dim=self.hidden_dim, relax_steps=self.relax_steps).to(device)
 
     def save_pretrained(self, directory: str | Path, *, max_file_bytes: int = 0) -> None:
