@@ -12,7 +12,7 @@ from walkback.model import build_model
 from walkback.models import RateNetworkBackbone
 from walkback.presets import get_preset
 from walkback.train import train
-from walkback.transition import TransitionOperator
+from walkback.transition import TransitionOperator, log_temperature_embedding
 
 TINY = [
     "model.hidden_units=8", "model.relax_steps=3", "train.steps=20", "data.num_train=2000",
@@ -47,6 +47,32 @@ def test_gain_scales_the_rates() -> None:
     torch.testing.assert_close(model.operator(s, 1.0).mean, expected, rtol=1e-6, atol=1e-6)
     with pytest.raises(Exception, match="model.rate_gain"):
         apply_overrides(get_preset("mog-rate"), ["model.rate_gain=0"])
+
+
+def test_temperature_modulation_is_an_input_current_and_a_variance_offset() -> None:
+    """form "conditioned": ``mean = (1 - a) s + a tanh(W s + b + U e)``, variance
+    ``T (softplus(g + V e) + min_var)`` with ``e`` the embedding of ``log T``; at initialisation
+    (U = V = 0) it is the T-blind network at every T."""
+    torch.manual_seed(2)
+    config = apply_overrides(get_preset("mog-rate"), ["model.form=conditioned"])
+    model = build_model(config)
+    op, backbone = model.operator, model.operator.backbone
+    s = torch.randn(9, backbone.num_units)
+    blind = 0.5 * s + 0.5 * torch.tanh(s @ backbone.weight.T + backbone.b)
+    for t in (1.0, 40.0):
+        torch.testing.assert_close(op(s, t).mean, blind, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        backbone.modulation.weight.normal_()
+    n, min_var = backbone.num_units, config.model.min_var
+    for t in (1.0, 40.0):
+        e = log_temperature_embedding(torch.full((9,), t), config.model.cond_dim)
+        u, v = e @ backbone.modulation.weight[:n].T, e @ backbone.modulation.weight[n:].T
+        step = op(s, t)
+        expected = 0.5 * s + 0.5 * torch.tanh(s @ backbone.weight.T + backbone.b + u)
+        torch.testing.assert_close(step.mean, expected, rtol=1e-5, atol=1e-5)
+        var = t * (torch.nn.functional.softplus(backbone.g + v) + min_var)
+        torch.testing.assert_close(step.total_var, var, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(op(s, 1.0).mean, op(s, 40.0).mean)  # the drift now sees T
 
 
 def test_symmetric_weight() -> None:

@@ -66,10 +66,10 @@ def build_backbone(config: Config, shape: tuple[int, ...]) -> nn.Module:
     m = config.model
     cond_dim = m.cond_dim if m.form == "conditioned" else 0
     if m.backbone == "rate":
-        if m.form != "2017":
-            raise ConfigError("config key model.form: the rate network needs '2017' (blind to T)")
+        # form "conditioned": log T as a neuromodulatory input current (RateNetworkBackbone)
         return RateNetworkBackbone(shape[0] - m.hidden_units, m.hidden_units,
-                                   symmetric=m.symmetric, init_var=m.init_var, gain=m.rate_gain)
+                                   symmetric=m.symmetric, init_var=m.init_var, gain=m.rate_gain,
+                                   cond_dim=cond_dim)
     if m.backbone == "mlp":
         return MLPBackbone(shape, hidden=m.hidden, depth=m.depth, cond_dim=cond_dim,
                            init_var=m.init_var)

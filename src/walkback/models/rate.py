@@ -27,7 +27,14 @@ class RateNetworkBackbone(nn.Module):
     the detailed-balance comparison: ``W = (A + A^T) / 2`` of a free parameter ``A``.
     ``gain`` scales the rates' range (``tanh``: ``(-gain, gain)``), so that data values at the
     edge of ``[-1, 1]`` can be fixed points without saturating ``phi``.
-    ``weight`` returns the effective ``W`` either way. ``cond`` is ignored (form "2017").
+    ``weight`` returns the effective ``W`` either way.
+
+    ``cond_dim = 0`` (form "2017"): ``cond`` is ignored and the network is blind to T.
+    ``cond_dim > 0`` (form "conditioned"): a neuromodulatory input. The embedding ``e`` of
+    ``log T`` enters every unit as an input current and a variance offset,
+    ``F = gain * phi(W s + b + U e)`` and ``G = g + V e``, with ``U`` and ``V`` zero at
+    initialisation. ``W`` (the recurrent weights) is unchanged, so the asymmetry and the EP at
+    a fixed T mean what they do without it.
     """
 
     def __init__(
@@ -39,6 +46,7 @@ class RateNetworkBackbone(nn.Module):
         init_var: float = 0.01,
         activation: Callable[[torch.Tensor], torch.Tensor] = torch.tanh,
         gain: float = 1.0,
+        cond_dim: int = 0,
     ) -> None:
         super().__init__()
         if visible_dim <= 0 or hidden_dim < 0:
@@ -52,6 +60,10 @@ class RateNetworkBackbone(nn.Module):
         self.b = nn.Parameter(torch.zeros(n))
         # softplus(g) = init_var  <=>  g = log(expm1(init_var))
         self.g = nn.Parameter(torch.full((n,), math.log(math.expm1(init_var))))
+        self.modulation = None
+        if cond_dim > 0:  # U and V in one map: e -> [U e; V e], zero at initialisation
+            self.modulation = nn.Linear(cond_dim, 2 * n, bias=False)
+            nn.init.zeros_(self.modulation.weight)
 
     @property
     def num_units(self) -> int:
@@ -65,5 +77,10 @@ class RateNetworkBackbone(nn.Module):
     def forward(
         self, s: torch.Tensor, cond: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.gain * self.activation(s @ self.weight.T + self.b)
-        return f, self.g.expand_as(s)
+        drive, g = s @ self.weight.T + self.b, self.g.expand_as(s)
+        if self.modulation is not None:
+            if cond is None:
+                raise ValueError("this rate network is temperature-modulated: it needs cond")
+            current, offset = self.modulation(cond).chunk(2, dim=-1)
+            drive, g = drive + current, g + offset
+        return self.gain * self.activation(drive), g
