@@ -75,6 +75,26 @@ def test_temperature_modulation_is_an_input_current_and_a_variance_offset() -> N
     assert not torch.allclose(op(s, 1.0).mean, op(s, 40.0).mean)  # the drift now sees T
 
 
+def test_fast_hidden_units_relax_inside_each_transition() -> None:
+    """``model.inner_steps = 2``: h runs two leaky sub-steps with v held, then the usual step
+    is taken from ``[v; h_2]``; the leak term of the mean still uses the incoming ``s``."""
+    torch.manual_seed(3)
+    config = apply_overrides(get_preset("mog-rate"), ["model.inner_steps=2", "model.hidden_units=5"])
+    model = build_model(config)
+    op, backbone = model.operator, model.operator.backbone
+    with torch.no_grad():
+        backbone.b.normal_()
+    s = torch.randn(4, 7)
+    w, b = backbone.weight, backbone.b
+    v, h = s[:, :2], s[:, 2:]
+    for _ in range(2):
+        h = 0.5 * h + 0.5 * torch.tanh(torch.cat([v, h], 1) @ w.T + b)[:, 2:]
+    expected = 0.5 * s + 0.5 * torch.tanh(torch.cat([v, h], 1) @ w.T + b)
+    torch.testing.assert_close(op(s, 3.0).mean, expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(Exception, match="model.inner_steps"):
+        apply_overrides(get_preset("mog-rate"), ["model.inner_steps=-1"])
+
+
 def test_symmetric_weight() -> None:
     torch.manual_seed(1)
     backbone = RateNetworkBackbone(2, 6, symmetric=True)

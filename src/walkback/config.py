@@ -59,6 +59,7 @@ class ModelConfig:
     symmetric: bool = False  # rate: constrain W = W^T (the detailed-balance comparison)
     relax_steps: int = 10  # rate: N1 steps at T = 1 relaxing h (from 0) with v clamped to x
     rate_gain: float = 1.0  # rate: phi = rate_gain * tanh (the rates' range)
+    inner_steps: int = 0  # rate: hidden sub-steps (v held) inside each transition: fast hidden units
 
 
 @dataclass
@@ -216,7 +217,7 @@ def validate(config: Config) -> Config:
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"config key {key}: must be > 0, got {flat[key]}")
-    for key in ("model.hidden_units", "model.relax_steps", "train.transition_batch",
+    for key in ("model.hidden_units", "model.relax_steps", "model.inner_steps", "train.transition_batch",
                 "train.loss_steps", "train.max_file_mb"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")

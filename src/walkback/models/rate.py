@@ -35,6 +35,11 @@ class RateNetworkBackbone(nn.Module):
     ``F = gain * phi(W s + b + U e)`` and ``G = g + V e``, with ``U`` and ``V`` zero at
     initialisation. ``W`` (the recurrent weights) is unchanged, so the asymmetry and the EP at
     a fixed T mean what they do without it.
+
+    ``inner_steps = m > 0``: fast hidden units. Inside one transition the hidden units first run
+    ``m`` deterministic leaky sub-steps ``h <- (1 - leak) h + leak gain phi(W [v; h] + b)`` with
+    ``v`` held, and ``F`` is computed from ``[v; h_m]``. The transition stays one Gaussian whose
+    mean is a function of ``s``, so densities and EP stay exact.
     """
 
     def __init__(
@@ -47,6 +52,8 @@ class RateNetworkBackbone(nn.Module):
         activation: Callable[[torch.Tensor], torch.Tensor] = torch.tanh,
         gain: float = 1.0,
         cond_dim: int = 0,
+        inner_steps: int = 0,
+        leak: float = 0.5,
     ) -> None:
         super().__init__()
         if visible_dim <= 0 or hidden_dim < 0:
@@ -60,6 +67,7 @@ class RateNetworkBackbone(nn.Module):
         self.b = nn.Parameter(torch.zeros(n))
         # softplus(g) = init_var  <=>  g = log(expm1(init_var))
         self.g = nn.Parameter(torch.full((n,), math.log(math.expm1(init_var))))
+        self.inner_steps, self.leak = inner_steps, leak
         self.modulation = None
         if cond_dim > 0:  # U and V in one map: e -> [U e; V e], zero at initialisation
             self.modulation = nn.Linear(cond_dim, 2 * n, bias=False)
@@ -77,10 +85,15 @@ class RateNetworkBackbone(nn.Module):
     def forward(
         self, s: torch.Tensor, cond: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        drive, g = s @ self.weight.T + self.b, self.g.expand_as(s)
+        current, g = self.b, self.g.expand_as(s)
         if self.modulation is not None:
             if cond is None:
                 raise ValueError("this rate network is temperature-modulated: it needs cond")
-            current, offset = self.modulation(cond).chunk(2, dim=-1)
-            drive, g = drive + current, g + offset
-        return self.gain * self.activation(drive), g
+            u, offset = self.modulation(cond).chunk(2, dim=-1)
+            current, g = current + u, g + offset
+        v, h = s[:, : self.visible_dim], s[:, self.visible_dim :]
+        for _ in range(self.inner_steps):  # fast hidden units, v held
+            rates = self.gain * self.activation(s @ self.weight.T + current)
+            h = (1 - self.leak) * h + self.leak * rates[:, self.visible_dim :]
+            s = torch.cat([v, h], dim=1)
+        return self.gain * self.activation(s @ self.weight.T + current), g
