@@ -85,7 +85,7 @@ class RateNetworkBackbone(nn.Module):
     def forward(
         self, s: torch.Tensor, cond: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        current, g = self.b, self.g.expand_as(s)
+        w, current, g = self.weight, self.b, self.g.expand_as(s)
         if self.modulation is not None:
             if cond is None:
                 raise ValueError("this rate network is temperature-modulated: it needs cond")
@@ -93,7 +93,7 @@ class RateNetworkBackbone(nn.Module):
             current, g = current + u, g + offset
         v, h = s[:, : self.visible_dim], s[:, self.visible_dim :]
         for _ in range(self.inner_steps):  # fast hidden units, v held
-            rates = self.gain * self.activation(s @ self.weight.T + current)
+            rates = self.gain * self.activation(s @ w.T + current)
             h = (1 - self.leak) * h + self.leak * rates[:, self.visible_dim :]
             s = torch.cat([v, h], dim=1)
-        return self.gain * self.activation(s @ self.weight.T + current), g
+        return self.gain * self.activation(s @ w.T + current), g
