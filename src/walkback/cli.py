@@ -23,10 +23,9 @@ from .data.images import IMAGE_DATASETS
 from .data.toy import TOY_DATASETS
 from .evaluate import REPORTED, evaluate_run, load_run_model, write_samples
 from .evaluate_images import (
-    DEFAULT_CHAIN_STEPS, METRICS, START_FIT_POINTS, ImageEvalOptions, evaluate_image_run,
-    evaluate_samples_file, image_summary,
+    DEFAULT_CHAIN_STEPS, METRICS, ImageEvalOptions, evaluate_image_run, evaluate_samples_file,
+    image_summary, start_part_way,
 )
-from .model import Walkback
 from .presets import PRESETS, get_preset
 from .train import load_data, load_run_config, resolve_device, train
 
@@ -87,8 +86,12 @@ def _sample(args: argparse.Namespace) -> int:
     config = model.config if model.config is not None else load_run_config(Path(args.run_dir))
     extra = args.extra_steps if args.extra_steps is not None else config.sample.extra_steps
     batch = args.batch_size if args.batch_size is not None else config.sample.batch_size
-    if args.start_step is not None:
-        model = _start_part_way(model, config, args, batch)
+    splits = None
+    if args.start_step is not None:  # the prior fit to training data from --data-root or data.root
+        root = [f"data.root={args.data_root}"] if args.data_root is not None else []
+        splits = load_data(apply_overrides(config, root))
+        model = start_part_way(model, splits.train, args.start_step, seed=args.seed,
+                               batch_size=batch)
     generator = torch.Generator(device).manual_seed(args.seed)
     with torch.no_grad():
         result = model.sample(args.num_samples, extra_steps=extra, batch_size=batch,
@@ -98,21 +101,11 @@ def _sample(args: argparse.Namespace) -> int:
             "seed": args.seed, "N": args.num_samples, "reported": REPORTED,
             **({"start_step": args.start_step} if args.start_step is not None else {})}
     toy = config.data.name in TOY_DATASETS
-    reference = load_data(config).train[: args.num_samples] if toy else None
+    reference = (splits or load_data(config)).train[: args.num_samples] if toy else None
     write_samples(out, result.samples, means=result.means, meta=meta, reference=reference)
     print(f"wrote {args.num_samples} samples (K={k}, E={extra}, seed {args.seed}) to {out}"
           f" and {out.with_suffix('.png')}")
     return 0
-
-
-def _start_part_way(model: Walkback, config: Config, args: argparse.Namespace, batch: int) -> Walkback:
-    """``walkback sample --start-step S``: the prior fit to the first ``START_FIT_POINTS``
-    training points (from ``--data-root`` or the run's ``data.root``) heated S steps."""
-    if args.data_root is not None:
-        config = apply_overrides(config, [f"data.root={args.data_root}"])
-    x = load_data(config).train[:START_FIT_POINTS].to(model.prior.mean.device)
-    generator = torch.Generator(x.device).manual_seed(args.seed + 5)
-    return model.start_at(args.start_step, x, batch_size=batch, generator=generator)
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:

@@ -230,21 +230,31 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     return result
 
 
-START_FIT_POINTS = 10000  # training images heated to fit the prior of --start-step
+START_FIT_POINTS = 10000  # training points heated to fit the prior of --start-step
+START_FIT_SEED_OFFSET = 5  # the fit's generator is seeded --seed + 5, apart from the chains'
+
+
+def start_part_way(model: Walkback, train: torch.Tensor, step: int, *, seed: int,
+                   batch_size: int) -> Walkback:
+    """``model.start_at(step, ...)`` with the prior fit to the first ``START_FIT_POINTS`` of
+    ``train`` (model space), heated on the model's device with a generator seeded
+    ``seed + START_FIT_SEED_OFFSET``: what ``evaluate`` and ``sample`` ``--start-step`` share."""
+    x = train[:START_FIT_POINTS].to(model.prior.mean.device)
+    generator = torch.Generator(x.device).manual_seed(seed + START_FIT_SEED_OFFSET)
+    return model.start_at(step, x, batch_size=batch_size, generator=generator)
 
 
 def _start_part_way(model: Walkback, data: ImageData, options: ImageEvalOptions,
                     device: torch.device) -> tuple[Walkback, dict]:
-    """``model.start_at(options.start_step, ...)`` with the prior fit to the first
-    ``START_FIT_POINTS`` training images, and the protocol that eval.json records for it."""
+    """``start_part_way`` for ``evaluate --start-step``, with the protocol that eval.json records."""
     step, trained_k = options.start_step, len(model.active_temperatures)
     x = to_model_space(data.split("train").images[:START_FIT_POINTS]).to(device)
     with _sampling_autocast(options, device):
-        model = model.start_at(step, x, batch_size=options.batch_size or 1000,
-                               generator=torch.Generator(device).manual_seed(options.seed + 5))
+        model = start_part_way(model, x, step, seed=options.seed,
+                               batch_size=options.batch_size or 1000)
     return model, {"start_step": step, "trained_K": trained_k,
                    "prior": f"diagonal Gaussian fit to {len(x)} train images heated {step} steps",
-                   "fit_seed": options.seed + 5}
+                   "fit_seed": options.seed + START_FIT_SEED_OFFSET}
 
 
 def _sampling_autocast(options: ImageEvalOptions, device: torch.device) -> torch.autocast:
