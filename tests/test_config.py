@@ -77,6 +77,14 @@ def test_bound_objective_is_refused_for_the_rate_network() -> None:
         apply_overrides(get_preset("mog-rate"), ["train.objective=bound"])
 
 
+def test_hidden_weight_needs_hidden_units_and_is_non_negative() -> None:
+    with pytest.raises(ConfigError, match=r"train\.hidden_weight: needs hidden units"):
+        apply_overrides(get_preset("mog"), ["train.hidden_weight=0"])
+    with pytest.raises(ConfigError, match=r"train\.hidden_weight: must be >= 0, got -1"):
+        apply_overrides(get_preset("mog-rate"), ["train.hidden_weight=-1"])
+    assert apply_overrides(get_preset("mog-rate"), ["train.hidden_weight=0"]).train.hidden_weight == 0
+
+
 def test_round_trip_through_dict_and_json() -> None:
     config = apply_overrides(Config(), ["train.lr=3e-4", "seed=5", "data.name=circle",
                                         "schedule.max_variance=0.5", "model.form=2017"])

@@ -10,6 +10,7 @@ from walkback.config import apply_overrides
 from walkback.metrics import weight_asymmetry
 from walkback.model import build_model
 from walkback.models import RateNetworkBackbone
+from walkback.objective import unit_weights, walkback_step_loss
 from walkback.presets import get_preset
 from walkback.train import train
 from walkback.transition import TransitionOperator, log_temperature_embedding
@@ -129,9 +130,38 @@ def test_lift_is_identity_for_ordinary_models() -> None:
     assert model.visible(x) is x
 
 
-@pytest.mark.parametrize("preset", ["mog-rate", "mog-rate-sym"])
-def test_tiny_rate_training_end_to_end(tmp_path, preset: str) -> None:
-    config = apply_overrides(get_preset(preset), TINY)
+def test_unit_weights() -> None:
+    assert unit_weights(2, 0, 0.5) is None  # no hidden units
+    assert unit_weights(2, 3, 1.0) is None  # the bound's term
+    torch.testing.assert_close(unit_weights(2, 3, 0.25), torch.tensor([1, 1, 0.25, 0.25, 0.25]))
+
+
+def test_hidden_weight_weighs_the_hidden_terms_in_closed_form() -> None:
+    """The weighted walk-back term is the visible units' Gaussian terms plus ``w`` times the
+    hidden units', written out; with ``w = 0`` no gradient reaches the hidden variances."""
+    torch.manual_seed(0)
+    d, h, temperature, w = 2, 4, 3.0, 0.1
+    backbone = RateNetworkBackbone(d, h, init_var=0.02)
+    op = TransitionOperator(backbone, (d + h,), form="2017", alpha=0.5, min_var=0.0)
+    s_prev, s_next = torch.randn(5, d + h), torch.randn(5, d + h)
+    mean = 0.5 * s_next + 0.5 * torch.tanh(s_next @ backbone.weight.T + backbone.b)
+    var = temperature * 0.02
+    per_unit = 0.5 * (torch.log(torch.tensor(2 * torch.pi * var)) + (s_prev - mean) ** 2 / var)
+    expected = per_unit[:, :d].sum(1) + w * per_unit[:, d:].sum(1)
+    got = walkback_step_loss(op, s_prev, s_next, temperature, weights=unit_weights(d, h, w))
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(walkback_step_loss(op, s_prev, s_next, temperature),
+                               per_unit.sum(1).detach(), rtol=1e-5, atol=1e-5)
+    walkback_step_loss(op, s_prev, s_next, temperature, weights=unit_weights(d, h, 0.0)).sum().backward()
+    assert torch.all(backbone.g.grad[d:] == 0) and torch.all(backbone.g.grad[:d] != 0)
+
+
+@pytest.mark.parametrize(("preset", "extra"), [
+    ("mog-rate", []), ("mog-rate-sym", []),
+    ("mog-rate", ["train.hidden_weight=0", "model.inner_steps=2", "model.init_var=0.001"]),
+])
+def test_tiny_rate_training_end_to_end(tmp_path, preset: str, extra: list[str]) -> None:
+    config = apply_overrides(get_preset(preset), TINY + extra)
     result = train(config, tmp_path / "run", progress=False)
     model = result.model
     assert result.step == 20
@@ -145,3 +175,6 @@ def test_tiny_rate_training_end_to_end(tmp_path, preset: str) -> None:
         assert weight_asymmetry(w) == 0.0
     else:
         assert 0 < weight_asymmetry(w) < float("inf")
+    if config.train.hidden_weight == 0:  # the hidden noise is not trained: still at init_var
+        var = torch.nn.functional.softplus(model.operator.backbone.g[2:].detach())
+        torch.testing.assert_close(var, torch.full_like(var, 0.001))

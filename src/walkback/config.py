@@ -81,6 +81,7 @@ class TrainConfig:
     dequantize: bool = False  # images: train on 8-bit values plus U[0, 1) noise (the bound's data)
     transition_batch: int = 0  # transitions mode: transitions per update (0 = batch_size)
     loss_steps: int = 0  # accumulate: score a random subset of this many heating steps (0 = all K)
+    hidden_weight: float = 1.0  # rate: weight of the hidden units' walk-back terms (1 = the bound)
     steps: int = 2000  # minibatches
     batch_size: int = 1000
     lr: float = 1e-3
@@ -225,6 +226,10 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"config key model.rate_gain: must be > 0, got {flat['model.rate_gain']}")
     if flat["model.hidden_units"] and flat["model.backbone"] != "rate":
         raise ConfigError("config key model.hidden_units: needs model.backbone=rate")
+    if flat["train.hidden_weight"] < 0:
+        raise ConfigError(f"config key train.hidden_weight: must be >= 0, got {flat['train.hidden_weight']}")
+    if flat["train.hidden_weight"] != 1 and not flat["model.hidden_units"]:
+        raise ConfigError("config key train.hidden_weight: needs hidden units (model.hidden_units > 0)")
     if flat["train.objective"] == "bound" and (flat["train.mode"] != "accumulate"
                                                or flat["train.loss_steps"]):
         raise ConfigError("config key train.objective: 'bound' needs train.mode=accumulate "

@@ -18,12 +18,28 @@ from .trajectory import HeatingPath, Trajectory, walk_away
 from .transition import TransitionOperator
 
 __all__ = [
-    "Objective", "walkback_step_loss", "walkback_loss", "sampled_walkback_loss",
+    "Objective", "unit_weights", "walkback_step_loss", "walkback_loss", "sampled_walkback_loss",
     "transition_batches", "transition_walkback_loss", "negative_bound", "BoundResult",
     "variational_bound",
 ]
 
 Objective = Literal["paper", "released"]
+
+
+def unit_weights(
+    visible_dim: int, hidden_dim: int, hidden_weight: float, *, device: torch.device | str = "cpu"
+) -> torch.Tensor | None:
+    """Per-unit weights of the walk-back terms of states ``[v; h]``: 1 for the ``visible_dim``
+    visible units, ``hidden_weight`` for the ``hidden_dim`` hidden ones; ``None`` (the plain
+    log-density, the bound's term) when there are no hidden units or ``hidden_weight == 1``.
+
+    Why: with ``H >> D`` the hidden terms dominate the sum, and they are smallest for slow,
+    small, nearly linear hidden units (docs/RESULTS.md, "Recurrent rate network").
+    """
+    if not hidden_dim or hidden_weight == 1:
+        return None
+    return torch.cat([torch.ones(visible_dim, device=device),
+                      torch.full((hidden_dim,), float(hidden_weight), device=device)])
 
 
 def walkback_step_loss(
@@ -32,17 +48,20 @@ def walkback_step_loss(
     s_next: torch.Tensor,
     temperature: float | torch.Tensor,
     objective: Objective = "paper",
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One heating step's walk-back term per example, shape ``(B,)``.
 
     ``paper``: ``-log p_T(s_{t-1} | s_t)``, the network applied to the later, hotter ``s_t``.
     ``released`` (2017 code, SPEC.md D1): ``-log p_T(s_{t-1} | s_{t-1})``, the network applied to
     the state it is scored on; its optimum is the identity map.
+    ``weights`` (one per state dimension, see ``unit_weights``) weigh the per-unit terms; ``None``
+    is the plain log-density.
     """
     if objective == "paper":
-        return -operator.log_prob(s_prev, s_next.detach(), temperature)
+        return -operator.log_prob(s_prev, s_next.detach(), temperature, weights)
     if objective == "released":
-        return -operator.log_prob(s_prev, s_prev.detach(), temperature)
+        return -operator.log_prob(s_prev, s_prev.detach(), temperature, weights)
     raise ValueError(f"objective must be 'paper' or 'released', got {objective!r}")
 
 
@@ -51,12 +70,14 @@ def walkback_loss(
     trajectory: Trajectory,
     temperatures: torch.Tensor,
     objective: Objective = "paper",
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """All walk-back terms of a heating path, shape ``(K, B)`` (sum over ``K`` for the loss)."""
     states = trajectory.states
     return torch.stack(
         [
-            walkback_step_loss(operator, states[t], states[t + 1], float(temperatures[t]), objective)
+            walkback_step_loss(operator, states[t], states[t + 1], float(temperatures[t]),
+                               objective, weights)
             for t in range(trajectory.num_steps)
         ]
     )
@@ -70,6 +91,7 @@ def sampled_walkback_loss(
     *,
     objective: Objective = "paper",
     generator: torch.Generator | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """An unbiased estimate of ``sum_t -log p_{T_t}(s_{t-1} | s_t)`` from ``n = num_steps``
     heating steps drawn without replacement: ``(K / n) * sum_{t in S} term_t``, per example.
@@ -80,7 +102,8 @@ def sampled_walkback_loss(
     k, batch, device = trajectory.num_steps, trajectory.states.shape[1], trajectory.states.device
     steps = torch.randperm(k, generator=generator, device=device)[:num_steps].sort().values
     index = (steps[:, None] * batch + torch.arange(batch, device=device)).flatten()
-    terms = transition_walkback_loss(operator, trajectory, temperatures, index, objective=objective)
+    terms = transition_walkback_loss(operator, trajectory, temperatures, index, objective=objective,
+                                     weights=weights)
     return terms.view(len(steps), batch).sum(0) * (k / len(steps)), steps
 
 
@@ -102,6 +125,7 @@ def transition_walkback_loss(
     index: torch.Tensor,
     *,
     objective: Objective = "paper",
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Walk-back terms ``-log p_{T_t}(s_{t-1} | s_t)`` of the transitions ``index`` (flat
     ``t * B + i``, from ``transition_batches``) as ONE batch, each with its own temperature.
@@ -113,7 +137,7 @@ def transition_walkback_loss(
     t, i = index // batch, index % batch
     s_prev, s_next = trajectory.states[t, i], trajectory.states[t + 1, i]
     temps = temperatures.to(s_prev.device, s_prev.dtype)[t]
-    return walkback_step_loss(operator, s_prev, s_next, temps, objective)
+    return walkback_step_loss(operator, s_prev, s_next, temps, objective, weights)
 
 
 def negative_bound(

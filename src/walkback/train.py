@@ -34,7 +34,7 @@ from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
 from .objective import (
     negative_bound, sampled_walkback_loss, transition_batches, transition_walkback_loss,
-    walkback_loss, walkback_step_loss,
+    unit_weights, walkback_loss, walkback_step_loss,
 )
 from .trajectory import walk_away
 
@@ -157,6 +157,9 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
         x = dequantize_model_space(x, generator=generator)
     x = model.lift(x, generator=generator)  # the data itself, or [x; relaxed h] (rate network)
     cfg, dim = config.train, math.prod(x.shape[1:])
+    # None unless train.hidden_weight reweighs the rate network's hidden units (then the logged
+    # loss is the weighted one)
+    weights = unit_weights(model.visible_dim, model.hidden_dim, cfg.hidden_weight, device=x.device)
     max_var = config.schedule.max_variance or None
     temps = model.temperatures.cpu()
     heating = model.heating_path(temps)  # all K steps; the stop rule may end heating early
@@ -168,7 +171,8 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
                 q = heating.step(s, t)
                 s_next = q.sample(generator=generator)
             with _autocast(config, x):
-                term = walkback_step_loss(model.operator, s, s_next, float(temps[t]), cfg.objective)
+                term = walkback_step_loss(model.operator, s, s_next, float(temps[t]), cfg.objective,
+                                          weights)
             where = f"step {step}, heating step t={t + 1}, term -log p_T(s_t-1|s_t) at T={float(temps[t]):.4g}"
             norms.append(_update(model, ema, opt, term.mean() / dim, config, where))
             terms.append(term.detach().mean())
@@ -184,7 +188,7 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
                                         generator=generator, device=x.device):
             with _autocast(config, x):
                 term = transition_walkback_loss(model.operator, path, temps, index,
-                                                objective=cfg.objective)
+                                                objective=cfg.objective, weights=weights)
             where = (f"step {step}, update {len(norms) + 1}: {len(index)} transitions of "
                      f"-log p_T(s_t-1|s_t) from {k} heating steps")
             norms.append(_update(model, ema, opt, k * term.mean() / dim, config, where))
@@ -195,7 +199,8 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
             path = walk_away(heating, x, generator=generator, max_variance=max_var)
             n = min(cfg.loss_steps, path.num_steps)
             total, _ = sampled_walkback_loss(model.operator, path, temps, n,
-                                             objective=cfg.objective, generator=generator)
+                                             objective=cfg.objective, generator=generator,
+                                             weights=weights)
         where = f"step {step}, {n} of {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
         norms.append(_update(model, ema, opt, total.mean() / dim, config, where))
         terms = [total.detach().mean() / path.num_steps] * path.num_steps
@@ -213,7 +218,7 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
     else:
         with _autocast(config, x):
             path = walk_away(heating, x, generator=generator, max_variance=max_var)
-            per_step = walkback_loss(model.operator, path, temps, cfg.objective)
+            per_step = walkback_loss(model.operator, path, temps, cfg.objective, weights)
         where = f"step {step}, sum over {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
         norms.append(_update(model, ema, opt, per_step.sum(0).mean() / dim, config, where))
         terms, s, noise = list(per_step.detach().mean(1)), path.states[-1], path.noise_var

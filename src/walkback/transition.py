@@ -17,9 +17,16 @@ MeanScale = Literal["none", "noise"]
 LOG_2PI = math.log(2 * math.pi)
 
 
-def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """``log N(x; mean, diag(var))`` summed over all but the batch dimension, shape ``(B,)``."""
+def gaussian_log_prob(
+    x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``log N(x; mean, diag(var))`` summed over all but the batch dimension, shape ``(B,)``.
+
+    ``weights`` (broadcast to one state) weigh the per-dimension terms of the sum.
+    """
     per_dim = -0.5 * (LOG_2PI + var.log() + (x - mean).square() / var)
+    if weights is not None:
+        per_dim = per_dim * weights
     return per_dim.flatten(1).sum(1)
 
 
@@ -41,9 +48,10 @@ class GaussianStep:
         t = self.temperature.to(self.var.dtype)
         return self.var * t.reshape(t.shape + (1,) * (self.var.dim() - t.dim()))
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """``log p_T(x | s)`` per example, shape ``(B,)``."""
-        return gaussian_log_prob(x, self.mean, self.total_var)
+    def log_prob(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``log p_T(x | s)`` per example, shape ``(B,)`` (per-dimension ``weights``: see
+        ``gaussian_log_prob``)."""
+        return gaussian_log_prob(x, self.mean, self.total_var, weights)
 
     def sample(self, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``s' = mean + sqrt(T * var) * eps``."""
@@ -116,10 +124,12 @@ class TransitionOperator(nn.Module):
         return step
 
     def log_prob(
-        self, s_next: torch.Tensor, s: torch.Tensor, temperature: float | torch.Tensor
+        self, s_next: torch.Tensor, s: torch.Tensor, temperature: float | torch.Tensor,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``log p_T(s_next | s)`` per example, shape ``(B,)``."""
-        return self(s, temperature).log_prob(s_next)
+        """``log p_T(s_next | s)`` per example, shape ``(B,)`` (per-dimension ``weights``: see
+        ``gaussian_log_prob``)."""
+        return self(s, temperature).log_prob(s_next, weights)
 
     def sample(
         self,
