@@ -34,7 +34,7 @@ def unit_weights(
     log-density, the bound's term) when there are no hidden units or ``hidden_weight == 1``.
 
     Why: with ``H >> D`` the hidden terms dominate the sum, and they are smallest for slow,
-    small, nearly linear hidden units (docs/RESULTS.md, "Recurrent rate network").
+    small, nearly linear hidden units (docs/RESULTS.md, "Rate network, session 6").
     """
     if not hidden_dim or hidden_weight == 1:
         return None
