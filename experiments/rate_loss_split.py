@@ -14,7 +14,7 @@ import torch
 
 from walkback import load
 from walkback.data.toy import make_toy
-from walkback.objective import unit_weights, walkback_step_loss
+from walkback.objective import unit_weights
 from walkback.trajectory import walk_away
 
 POINTS = 2000
@@ -31,13 +31,11 @@ if __name__ == "__main__":
             path = walk_away(model.heating_path(), s0, generator=torch.Generator().manual_seed(3))
             temps = model.temperatures
             visible = total = 0.0
-            for t in range(path.num_steps):
-                args = (model.operator, path.states[t], path.states[t + 1], float(temps[t]))
-                visible += float(walkback_step_loss(*args, weights=only_visible).mean())
-                total += float(walkback_step_loss(*args).mean())
+            for t in range(path.num_steps):  # -log p_T(s_{t-1} | s_t), one operator pass each
+                step = model.operator(path.states[t + 1], float(temps[t]))
+                visible -= float(step.log_prob(path.states[t], only_visible).mean())
+                total -= float(step.log_prob(path.states[t]).mean())
             var_v = model.operator(s0, 1.0).total_var[:, :d].mean()
-        if only_visible is None:
-            visible = total
         hidden = f"mean |h| of lifted data {s0[:, d:].abs().mean():.3f}; " if h else ""
         print(f"{run}: walk-back terms over K = {path.num_steps} steps, nats/point: visible "
               f"{visible:.1f}, hidden {total - visible:.1f}; {hidden}visible noise variance at "

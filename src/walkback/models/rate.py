@@ -91,9 +91,11 @@ class RateNetworkBackbone(nn.Module):
                 raise ValueError("this rate network is temperature-modulated: it needs cond")
             u, offset = self.modulation(cond).chunk(2, dim=-1)
             current, g = current + u, g + offset
-        v, h = s[:, : self.visible_dim], s[:, self.visible_dim :]
+        d = self.visible_dim
+        v, h = s[:, :d], s[:, d:]
+        w_h, current_h = w[d:], current[..., d:]  # the hidden rows: all that a sub-step updates
         for _ in range(self.inner_steps):  # fast hidden units, v held
-            rates = self.gain * self.activation(s @ w.T + current)
-            h = (1 - self.leak) * h + self.leak * rates[:, self.visible_dim :]
+            rates = self.gain * self.activation(s @ w_h.T + current_h)
+            h = (1 - self.leak) * h + self.leak * rates
             s = torch.cat([v, h], dim=1)
         return self.gain * self.activation(s @ w.T + current), g
