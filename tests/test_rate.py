@@ -107,6 +107,35 @@ def test_symmetric_weight() -> None:
     assert backbone.W.grad is not None and backbone.W.grad.abs().sum() > 0
 
 
+def test_input_scale_initialises_the_hidden_units_input_layer() -> None:
+    d, h, c = 4, 4000, 3.0
+    torch.manual_seed(0)
+    small = RateNetworkBackbone(d, h)
+    torch.manual_seed(0)
+    wide = RateNetworkBackbone(d, h, input_scale=c)
+    n = d + h
+    w_in = wide.W.detach()[d:, :d]  # visible -> hidden
+    torch.testing.assert_close(w_in.std().item(), c / d**0.5, rtol=0.03, atol=0.0)
+    b_h = wide.b.detach()[d:]
+    assert b_h.abs().max() < c and b_h.std() > 0.5 * c / 3**0.5  # U(-c, c) has std c / sqrt(3)
+    assert torch.all(wide.b.detach()[:d] == 0)
+    # the other blocks keep the default initialisation: N(0, 0.25 / n), zero biases
+    torch.testing.assert_close(wide.W.detach()[:d].std().item(), 0.5 / n**0.5, rtol=0.03, atol=0.0)
+    torch.testing.assert_close(wide.W.detach()[d:, d:].std().item(), 0.5 / n**0.5, rtol=0.03, atol=0.0)
+    assert torch.equal(small.b, torch.zeros(n)) and torch.equal(small.W[:d], wide.W[:d])
+    # the point of it: on data-sized inputs the hidden units start in tanh's nonlinear range
+    v = torch.rand(256, d) * 2 - 1
+    def hidden_slope(backbone: RateNetworkBackbone) -> float:
+        pre = v @ backbone.W.detach()[d:, :d].T + backbone.b.detach()[d:]
+        return (1 - torch.tanh(pre) ** 2).mean().item()
+    assert hidden_slope(small) > 0.95 and hidden_slope(wide) < 0.6
+
+
+def test_input_scale_must_be_non_negative() -> None:
+    with pytest.raises(Exception, match="model.input_scale"):
+        apply_overrides(get_preset("mog-rate"), ["model.input_scale=-1"])
+
+
 def test_lift_clamps_visible_and_moves_hidden() -> None:
     config = apply_overrides(get_preset("mog-rate"), ["model.hidden_units=8"])
     model = build_model(config)
@@ -159,6 +188,7 @@ def test_hidden_weight_weighs_the_hidden_terms_in_closed_form() -> None:
 @pytest.mark.parametrize(("preset", "extra"), [
     ("mog-rate", []), ("mog-rate-sym", []),
     ("mog-rate", ["train.hidden_weight=0", "model.inner_steps=2", "model.init_var=0.001"]),
+    ("mog-rate", ["model.input_scale=4", "model.inner_steps=2"]),
 ])
 def test_tiny_rate_training_end_to_end(tmp_path, preset: str, extra: list[str]) -> None:
     config = apply_overrides(get_preset(preset), TINY + extra)

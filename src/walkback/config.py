@@ -60,6 +60,9 @@ class ModelConfig:
     relax_steps: int = 10  # rate: N1 steps at T = 1 relaxing h (from 0) with v clamped to x
     rate_gain: float = 1.0  # rate: phi = rate_gain * tanh (the rates' range)
     inner_steps: int = 0  # rate: hidden sub-steps (v held) inside each transition: fast hidden units
+    input_scale: float = 0.0  # rate: > 0 draws the visible-to-hidden weights at input_scale / sqrt(D)
+    # and the hidden biases in (-input_scale, input_scale) (nonlinear hidden units from the start);
+    # 0: every weight at 0.5 / sqrt(D + H) and zero biases (the session-5 initialisation)
 
 
 @dataclass
@@ -222,6 +225,8 @@ def validate(config: Config) -> Config:
                 "train.loss_steps", "train.max_file_mb"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
+    if flat["model.input_scale"] < 0:
+        raise ConfigError(f"config key model.input_scale: must be >= 0, got {flat['model.input_scale']}")
     if flat["model.rate_gain"] <= 0:
         raise ConfigError(f"config key model.rate_gain: must be > 0, got {flat['model.rate_gain']}")
     if flat["model.hidden_units"] and flat["model.backbone"] != "rate":

@@ -69,7 +69,8 @@ def build_backbone(config: Config, shape: tuple[int, ...]) -> nn.Module:
         # form "conditioned": log T as a neuromodulatory input current (RateNetworkBackbone)
         return RateNetworkBackbone(shape[0] - m.hidden_units, m.hidden_units,
                                    symmetric=m.symmetric, init_var=m.init_var, gain=m.rate_gain,
-                                   cond_dim=cond_dim, inner_steps=m.inner_steps, leak=m.alpha)
+                                   cond_dim=cond_dim, inner_steps=m.inner_steps, leak=m.alpha,
+                                   input_scale=m.input_scale)
     if m.backbone == "mlp":
         return MLPBackbone(shape, hidden=m.hidden, depth=m.depth, cond_dim=cond_dim,
                            init_var=m.init_var)

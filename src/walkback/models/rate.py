@@ -40,6 +40,13 @@ class RateNetworkBackbone(nn.Module):
     ``m`` deterministic leaky sub-steps ``h <- (1 - leak) h + leak gain phi(W [v; h] + b)`` with
     ``v`` held, and ``F`` is computed from ``[v; h_m]``. The transition stays one Gaussian whose
     mean is a function of ``s``, so densities and EP stay exact.
+
+    ``input_scale = c > 0``: the weights from the visible to the hidden units start at
+    ``N(0, c^2 / D)`` and the hidden biases at ``U(-c, c)``, as an MLP's first layer, so the
+    hidden units start in tanh's nonlinear range. With the default ``c = 0`` every weight starts
+    at ``N(0, 0.25 / n)`` and the hidden units start small and nearly linear; ``F`` is then close
+    to ``phi`` of a linear map of ``v``, monotone along each visible unit, which gives each unit
+    at most two stable values.
     """
 
     def __init__(
@@ -54,6 +61,7 @@ class RateNetworkBackbone(nn.Module):
         cond_dim: int = 0,
         inner_steps: int = 0,
         leak: float = 0.5,
+        input_scale: float = 0.0,
     ) -> None:
         super().__init__()
         if visible_dim <= 0 or hidden_dim < 0:
@@ -65,6 +73,10 @@ class RateNetworkBackbone(nn.Module):
         self.gain = gain
         self.W = nn.Parameter(0.5 * torch.randn(n, n) / math.sqrt(n))  # A when symmetric; gain 0.5
         self.b = nn.Parameter(torch.zeros(n))
+        if input_scale > 0 and hidden_dim > 0:  # the hidden units' input layer at an MLP's scale
+            with torch.no_grad():
+                self.W[visible_dim:, :visible_dim].normal_(0.0, input_scale / math.sqrt(visible_dim))
+                self.b[visible_dim:].uniform_(-input_scale, input_scale)
         # softplus(g) = init_var  <=>  g = log(expm1(init_var))
         self.g = nn.Parameter(torch.full((n,), math.log(math.expm1(init_var))))
         self.inner_steps, self.leak = inner_steps, leak
