@@ -40,11 +40,11 @@ def test_mean_is_leaky_rate_dynamics() -> None:
 
 def test_gain_scales_the_rates() -> None:
     """``model.rate_gain = c``: ``mean = (1 - a) s + a c tanh(W s + b)``, from the config down."""
-    config = apply_overrides(get_preset("mog-rate"), ["model.rate_gain=1.5"])
+    config = apply_overrides(get_preset("mog-rate"), ["model.rate_gain=2", "model.inner_steps=0"])
     model = build_model(config)
     backbone = model.operator.backbone
     s = torch.randn(6, backbone.num_units)
-    expected = 0.5 * s + 0.5 * 1.5 * torch.tanh(s @ backbone.weight.T + backbone.b)
+    expected = 0.5 * s + 0.5 * 2 * torch.tanh(s @ backbone.weight.T + backbone.b)
     torch.testing.assert_close(model.operator(s, 1.0).mean, expected, rtol=1e-6, atol=1e-6)
     with pytest.raises(Exception, match="model.rate_gain"):
         apply_overrides(get_preset("mog-rate"), ["model.rate_gain=0"])
@@ -55,7 +55,8 @@ def test_temperature_modulation_is_an_input_current_and_a_variance_offset() -> N
     ``T (softplus(g + V e) + min_var)`` with ``e`` the embedding of ``log T``; at initialisation
     (U = V = 0) it is the T-blind network at every T."""
     torch.manual_seed(2)
-    config = apply_overrides(get_preset("mog-rate"), ["model.form=conditioned"])
+    config = apply_overrides(get_preset("mog-rate"), ["model.form=conditioned", "model.rate_gain=1",
+                                                        "model.inner_steps=0"])
     model = build_model(config)
     op, backbone = model.operator, model.operator.backbone
     s = torch.randn(9, backbone.num_units)
@@ -80,7 +81,8 @@ def test_fast_hidden_units_relax_inside_each_transition() -> None:
     """``model.inner_steps = 2``: h runs two leaky sub-steps with v held, then the usual step
     is taken from ``[v; h_2]``; the leak term of the mean still uses the incoming ``s``."""
     torch.manual_seed(3)
-    config = apply_overrides(get_preset("mog-rate"), ["model.inner_steps=2", "model.hidden_units=5"])
+    config = apply_overrides(get_preset("mog-rate"), ["model.inner_steps=2", "model.hidden_units=5",
+                                                        "model.rate_gain=1"])
     model = build_model(config)
     op, backbone = model.operator, model.operator.backbone
     with torch.no_grad():
