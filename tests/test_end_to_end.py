@@ -10,21 +10,30 @@ import torch
 from walkback import get_preset
 from walkback.config import apply_overrides
 from walkback.data.toy import toy_modes
-from walkback.metrics import mode_statistics
+from walkback.metrics import ModeStats, mode_statistics
 from walkback.train import train
+
+
+def _trained_mog_mode_statistics(preset: str, overrides: list[str], run_dir: Path,
+                                 num_samples: int) -> list[tuple[int, ModeStats]]:
+    """Train ``preset`` on the CPU, then the mode statistics of ``num_samples`` chains at the
+    end of annealing (E = 0) and after ``10 K`` extra steps at T = 1, each with seed 0."""
+    config = apply_overrides(get_preset(preset), ["train.device=cpu", *overrides])
+    model = train(config, run_dir, progress=False).model
+    centres, std = toy_modes("mog")
+    k = len(model.active_temperatures)
+    result = []
+    for extra in (0, 10 * k):
+        generator = torch.Generator().manual_seed(0)
+        samples = model.sample(num_samples, extra_steps=extra, generator=generator).samples
+        result.append((extra, mode_statistics(samples, centres, std)))
+    return result
 
 
 def test_mog_preset_meets_the_targets_at_the_end_of_annealing_and_after_10k_steps(
     tmp_path: Path,
 ) -> None:
-    config = apply_overrides(get_preset("mog"), ["train.device=cpu"])
-    model = train(config, tmp_path / "run", progress=False).model
-    centres, std = toy_modes("mog")
-    k = len(model.active_temperatures)
-    for extra in (0, 10 * k):
-        generator = torch.Generator().manual_seed(0)
-        samples = model.sample(5000, extra_steps=extra, generator=generator).samples
-        stats = mode_statistics(samples, centres, std)
+    for extra, stats in _trained_mog_mode_statistics("mog", [], tmp_path / "run", 5000):
         assert stats.modes_covered == 9, (extra, stats)
         assert stats.fraction_within >= 0.9, (extra, stats)
         assert 0.07 <= min(stats.weights) and max(stats.weights) <= 0.15, (extra, stats)
@@ -34,13 +43,7 @@ def test_mog_rate_network_covers_all_modes_and_stays_on_them(tmp_path: Path) -> 
     """1,000 of the preset's 3,000 minibatches. Before ``model.input_scale`` (session 6) every
     run ended on the 4 corner modes. The mode-weight target is missed by the rate network
     (docs/RESULTS.md), so it is not asserted here."""
-    config = apply_overrides(get_preset("mog-rate"), ["train.device=cpu", "train.steps=1000"])
-    model = train(config, tmp_path / "run", progress=False).model
-    centres, std = toy_modes("mog")
-    k = len(model.active_temperatures)
-    for extra in (0, 10 * k):
-        generator = torch.Generator().manual_seed(0)
-        samples = model.sample(2000, extra_steps=extra, generator=generator).samples
-        stats = mode_statistics(samples, centres, std)
+    for extra, stats in _trained_mog_mode_statistics("mog-rate", ["train.steps=1000"],
+                                                     tmp_path / "run", 2000):
         assert stats.modes_covered == 9, (extra, stats)
         assert stats.fraction_within >= 0.9, (extra, stats)
