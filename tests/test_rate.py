@@ -134,9 +134,30 @@ def test_input_scale_initialises_the_hidden_units_input_layer() -> None:
     assert hidden_slope(small) > 0.95 and hidden_slope(wide) < 0.6
 
 
-def test_input_scale_must_be_non_negative() -> None:
-    with pytest.raises(Exception, match="model.input_scale"):
-        apply_overrides(get_preset("mog-rate"), ["model.input_scale=-1"])
+@pytest.mark.parametrize("key", ["model.input_scale", "model.hidden_min_var"])
+def test_rate_scales_must_be_non_negative(key: str) -> None:
+    with pytest.raises(Exception, match=key):
+        apply_overrides(get_preset("mog-rate"), [f"{key}=-1"])
+
+
+def test_hidden_min_var_floors_only_the_hidden_units_noise(tmp_path) -> None:
+    config = apply_overrides(get_preset("mog-rate"), ["model.hidden_units=3", "model.min_var=1e-6",
+                                                      "model.hidden_min_var=0.02"])
+    model = build_model(config)
+    g = model.operator.backbone.g.detach()
+    s, t = torch.randn(4, 5), 3.0
+    step = model.operator(s, t)
+    softplus = torch.nn.functional.softplus(g)
+    expected = torch.cat([softplus[:2] + 1e-6, softplus[2:] + 0.02])
+    torch.testing.assert_close(step.var.detach(), expected.expand(4, 5))
+    torch.testing.assert_close(step.total_var.detach(), t * expected.expand(4, 5))
+    # the floors come from the config, not the weights file: saved and loaded, they are the same
+    model.save_pretrained(tmp_path / "m")
+    loaded = type(model).from_pretrained(tmp_path / "m")
+    assert "operator.min_var" not in loaded.state_dict()
+    torch.testing.assert_close(loaded.operator(s, t).var, step.var)
+    # 0 (the default) keeps one number for every unit
+    assert build_model(get_preset("mog-rate")).operator.min_var == config.model.min_var
 
 
 def test_lift_clamps_visible_and_moves_hidden() -> None:

@@ -63,6 +63,8 @@ class ModelConfig:
     input_scale: float = 0.0  # rate: > 0 draws the visible-to-hidden weights at input_scale / sqrt(D)
     # and the hidden biases in (-input_scale, input_scale) (nonlinear hidden units from the start);
     # 0: every weight at 0.5 / sqrt(D + H) and zero biases (the session-5 initialisation)
+    hidden_min_var: float = 0.0  # rate: the hidden units' noise-variance floor (per T = 1 step),
+    # so that heating also erases what the hidden units hold; 0: model.min_var, as the visible units
 
 
 @dataclass
@@ -225,8 +227,9 @@ def validate(config: Config) -> Config:
                 "train.loss_steps", "train.max_file_mb"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
-    if flat["model.input_scale"] < 0:
-        raise ConfigError(f"config key model.input_scale: must be >= 0, got {flat['model.input_scale']}")
+    for key in ("model.input_scale", "model.hidden_min_var"):
+        if flat[key] < 0:
+            raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
     if flat["model.rate_gain"] <= 0:
         raise ConfigError(f"config key model.rate_gain: must be > 0, got {flat['model.rate_gain']}")
     if flat["model.hidden_units"] and flat["model.backbone"] != "rate":

@@ -248,6 +248,17 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -
     model.load_state_dict(state)
 
 
+def unit_min_var(config: Config, shape: tuple[int, ...]) -> float | torch.Tensor:
+    """``model.min_var``, or per-unit floors where the rate network's hidden units have their own
+    (``model.hidden_min_var``)."""
+    m = config.model
+    if m.backbone != "rate" or m.hidden_min_var <= m.min_var or not m.hidden_units:
+        return m.min_var
+    floors = torch.full(shape, m.min_var)
+    floors[shape[0] - m.hidden_units:] = m.hidden_min_var
+    return floors
+
+
 def build_model(config: Config) -> Walkback:
     """A freshly initialised ``Walkback`` for ``config`` (prior at N(0, I) until fitted)."""
     shape = state_shape_of(config)
@@ -256,7 +267,7 @@ def build_model(config: Config) -> Walkback:
     # the rate network: model.alpha is SPEC's leak a, mean = (1 - a) s + a phi(W s + b)
     operator = TransitionOperator(
         build_backbone(config, shape), shape, form=m.form, alpha=1 - m.alpha if rate else m.alpha,
-        min_var=m.min_var, cond_dim=m.cond_dim, mean_scale=m.mean_scale,
+        min_var=unit_min_var(config, shape), cond_dim=m.cond_dim, mean_scale=m.mean_scale,
     )
     temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
     return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config,

@@ -72,7 +72,8 @@ def log_temperature_embedding(temperature: torch.Tensor, dim: int) -> torch.Tens
 class TransitionOperator(nn.Module):
     """A diagonal-Gaussian transition operator built around a backbone ``(s, cond) -> (F, G)``.
 
-    ``var = softplus(G) + min_var``, noise ``T * var``, and
+    ``var = softplus(G) + min_var``, noise ``T * var`` (``min_var``: a number, or a tensor of one
+    state's shape that gives each unit its own floor), and
     ``mean_scale="none"``: ``mean = alpha * s + (1 - alpha) * F`` (the 2017 form), or
     ``mean_scale="noise"``: ``mean = s + (1 - alpha) * sqrt(T * var) * (F - s)``: the backbone's
     residual ``F - s`` is measured in units of the step's own noise standard deviation (a
@@ -90,7 +91,7 @@ class TransitionOperator(nn.Module):
         *,
         form: OperatorForm = "2017",
         alpha: float = 0.5,
-        min_var: float = 1e-6,
+        min_var: float | torch.Tensor = 1e-6,
         cond_dim: int = 32,
         mean_scale: MeanScale = "none",
     ) -> None:
@@ -104,7 +105,11 @@ class TransitionOperator(nn.Module):
         self.data_shape = tuple(data_shape)
         self.form = form
         self.alpha = alpha
-        self.min_var = min_var
+        self.min_var: float | torch.Tensor
+        if isinstance(min_var, torch.Tensor):  # per-unit floors; built from the config on load
+            self.register_buffer("min_var", min_var.detach().clone(), persistent=False)
+        else:
+            self.min_var = min_var
         self.cond_dim = cond_dim
 
     def forward(self, s: torch.Tensor, temperature: float | torch.Tensor) -> GaussianStep:
@@ -115,7 +120,10 @@ class TransitionOperator(nn.Module):
         if self.form == "conditioned":
             cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim).to(dtype)
         f, g = self.backbone(s, cond)
-        var = F.softplus(g.to(s.dtype)) + self.min_var
+        min_var = self.min_var
+        if isinstance(min_var, torch.Tensor):
+            min_var = min_var.to(s.dtype)
+        var = F.softplus(g.to(s.dtype)) + min_var
         step = GaussianStep(mean=s, var=var, temperature=t)
         if self.mean_scale == "noise":
             step.mean = s + (1 - self.alpha) * step.total_var.sqrt() * (f.to(s.dtype) - s)
