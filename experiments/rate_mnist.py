@@ -2,11 +2,11 @@
 the class histogram of N chains (the visible part of the last step's mean, as an image) at
 E = 0, K and 10K extra steps at T = 1, the entropy production per step at T = 1 with its 95%
 interval, the weight asymmetry ||W - W^T|| / ||W + W^T||, and a 10x10 grid of the E = 0 means.
-Runs on the CPU (the network is one 1040 x 1040 matrix).
+Runs on the CPU (the network is one 1040 x 1040 matrix) unless DEVICE names another.
 
 Usage: python experiments/rate_mnist.py OUT_DIR RUN_DIR [RUN_DIR ...]
 Environment: DATA (MNIST .gz folder, default .data/mnist), CACHE (classifier cache,
-default ~/.cache/walkback), N (chains, default 10000).
+default ~/.cache/walkback), N (chains, default 10000), DEVICE (the chains' device, default cpu).
 """
 
 import json
@@ -26,12 +26,13 @@ from walkback.sampler import anneal, anneal_progressive
 DATA = os.environ.get("DATA", ".data/mnist")
 CACHE = os.environ.get("CACHE", "~/.cache/walkback")
 N = int(os.environ.get("N", "10000"))
+DEVICE = os.environ.get("DEVICE", "cpu")
 EP_CHAINS, EP_BURN, EP_STEPS = 2000, 300, 300
 
 
 def visible_images(model, states: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 1, 28, 28) display images of the visible units of full states."""
-    return to_display_uint8(model.visible(states).reshape(len(states), 1, 28, 28))
+    return to_display_uint8(model.visible(states).reshape(len(states), 1, 28, 28)).cpu()
 
 
 def main(out: Path, runs: list[str]) -> None:
@@ -40,10 +41,10 @@ def main(out: Path, runs: list[str]) -> None:
                                       load_image_dataset("mnist", "test", root=DATA))
     results = {}
     for run in runs:
-        model = load(run).eval()
+        model = load(run, device=DEVICE).eval()
         k = len(model.active_temperatures)
         wanted = {0: None, k: None, 10 * k: None}
-        generator = torch.Generator().manual_seed(0)
+        generator = torch.Generator(device=DEVICE).manual_seed(0)
         with torch.no_grad():
             for item in anneal_progressive(model.operator, model.prior, model.active_temperatures,
                                            N, extra_steps=10 * k, generator=generator):

@@ -39,11 +39,14 @@ def test_mog_preset_meets_the_targets_at_the_end_of_annealing_and_after_10k_step
         assert 0.07 <= min(stats.weights) and max(stats.weights) <= 0.15, (extra, stats)
 
 
-def test_mog_rate_network_covers_all_modes_and_stays_on_them(tmp_path: Path) -> None:
-    """1,000 of the preset's 3,000 minibatches. Before ``model.input_scale`` (session 6) every
-    run ended on the 4 corner modes. The mode-weight target is missed by the rate network
-    (docs/RESULTS.md), so it is not asserted here."""
+def test_mog_rate_network_meets_the_targets_at_the_end_of_annealing_and_after_10k_steps(
+    tmp_path: Path,
+) -> None:
+    """1,000 of the preset's 3,000 minibatches, the MLP preset's targets. Before
+    ``model.input_scale`` (session 6) every run ended on the 4 corner modes; before
+    ``model.hidden_min_var`` and f = 1.4 (session 7) the centre mode took 0.25-0.34."""
     for extra, stats in _trained_mog_mode_statistics("mog-rate", ["train.steps=1000"],
-                                                     tmp_path / "run", 2000):
+                                                     tmp_path / "run", 5000):
         assert stats.modes_covered == 9, (extra, stats)
         assert stats.fraction_within >= 0.9, (extra, stats)
+        assert 0.07 <= min(stats.weights) and max(stats.weights) <= 0.15, (extra, stats)
