@@ -56,7 +56,7 @@ def test_temperature_modulation_is_an_input_current_and_a_variance_offset() -> N
     (U = V = 0) it is the T-blind network at every T."""
     torch.manual_seed(2)
     config = apply_overrides(get_preset("mog-rate"), ["model.form=conditioned", "model.rate_gain=1",
-                                                        "model.inner_steps=0"])
+                                                        "model.inner_steps=0", "model.hidden_min_var=0"])
     model = build_model(config)
     op, backbone = model.operator, model.operator.backbone
     s = torch.randn(9, backbone.num_units)
@@ -157,7 +157,8 @@ def test_hidden_min_var_floors_only_the_hidden_units_noise(tmp_path) -> None:
     assert "operator.min_var" not in loaded.state_dict()
     torch.testing.assert_close(loaded.operator(s, t).var, step.var)
     # 0 (the default) keeps one number for every unit
-    assert build_model(get_preset("mog-rate")).operator.min_var == config.model.min_var
+    plain = apply_overrides(get_preset("mog-rate"), ["model.hidden_min_var=0"])
+    assert build_model(plain).operator.min_var == plain.model.min_var
 
 
 def test_lift_clamps_visible_and_moves_hidden() -> None:
