@@ -159,6 +159,8 @@ def test_hidden_min_var_floors_only_the_hidden_units_noise(tmp_path) -> None:
     # 0 (the default) keeps one number for every unit
     plain = apply_overrides(get_preset("mog-rate"), ["model.hidden_min_var=0"])
     assert build_model(plain).operator.min_var == plain.model.min_var
+    with pytest.raises(Exception, match="model.hidden_min_var: needs model.backbone=rate"):
+        apply_overrides(get_preset("mog"), ["model.hidden_min_var=0.01"])
 
 
 def test_lift_clamps_visible_and_moves_hidden() -> None:

@@ -63,8 +63,8 @@ class ModelConfig:
     input_scale: float = 0.0  # rate: > 0 draws the visible-to-hidden weights at input_scale / sqrt(D)
     # and the hidden biases in (-input_scale, input_scale) (nonlinear hidden units from the start);
     # 0: every weight at 0.5 / sqrt(D + H) and zero biases (the session-5 initialisation)
-    hidden_min_var: float = 0.0  # rate: the hidden units' noise-variance floor (per T = 1 step),
-    # so that heating also erases what the hidden units hold; 0: model.min_var, as the visible units
+    hidden_min_var: float = 0.0  # rate: the hidden units' noise-variance floor (per T = 1 step) is
+    # max(min_var, hidden_min_var), so that heating also erases what the hidden units hold
 
 
 @dataclass
@@ -232,8 +232,9 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
     if flat["model.rate_gain"] <= 0:
         raise ConfigError(f"config key model.rate_gain: must be > 0, got {flat['model.rate_gain']}")
-    if flat["model.hidden_units"] and flat["model.backbone"] != "rate":
-        raise ConfigError("config key model.hidden_units: needs model.backbone=rate")
+    for key in ("model.hidden_units", "model.hidden_min_var"):
+        if flat[key] and flat["model.backbone"] != "rate":
+            raise ConfigError(f"config key {key}: needs model.backbone=rate")
     if flat["train.hidden_weight"] < 0:
         raise ConfigError(f"config key train.hidden_weight: must be >= 0, got {flat['train.hidden_weight']}")
     if flat["train.hidden_weight"] != 1 and not flat["model.hidden_units"]:
