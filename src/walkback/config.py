@@ -219,24 +219,19 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"config key {key}: {flat[key]!r} is not one of {', '.join(options)}")
     positive = ("schedule.num_steps", "train.steps", "train.batch_size", "sample.num_samples",
                 "sample.batch_size", "sample.num_paths", "model.hidden", "model.depth",
-                "train.log_every", "train.checkpoint_every", "data.num_train", "data.num_heldout")
+                "train.log_every", "train.checkpoint_every", "data.num_train", "data.num_heldout",
+                "model.rate_gain")
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"config key {key}: must be > 0, got {flat[key]}")
-    for key in ("model.hidden_units", "model.relax_steps", "model.inner_steps", "train.transition_batch",
-                "train.loss_steps", "train.max_file_mb"):
+    for key in ("model.hidden_units", "model.relax_steps", "model.inner_steps", "model.input_scale",
+                "model.hidden_min_var", "train.transition_batch", "train.loss_steps",
+                "train.max_file_mb", "train.hidden_weight"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
-    for key in ("model.input_scale", "model.hidden_min_var"):
-        if flat[key] < 0:
-            raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
-    if flat["model.rate_gain"] <= 0:
-        raise ConfigError(f"config key model.rate_gain: must be > 0, got {flat['model.rate_gain']}")
     for key in ("model.hidden_units", "model.hidden_min_var"):
         if flat[key] and flat["model.backbone"] != "rate":
             raise ConfigError(f"config key {key}: needs model.backbone=rate")
-    if flat["train.hidden_weight"] < 0:
-        raise ConfigError(f"config key train.hidden_weight: must be >= 0, got {flat['train.hidden_weight']}")
     if flat["train.hidden_weight"] != 1 and not flat["model.hidden_units"]:
         raise ConfigError("config key train.hidden_weight: needs hidden units (model.hidden_units > 0)")
     if flat["train.objective"] == "bound" and (flat["train.mode"] != "accumulate"
