@@ -183,7 +183,7 @@ def test_save_pretrained_and_load_give_identical_samples(tmp_path: Path) -> None
     assert all(torch.equal(original[k], restored[k]) for k in original)
     a = model.sample(50, extra_steps=2, generator=torch.Generator().manual_seed(9))
     b = loaded.sample(50, extra_steps=2, generator=torch.Generator().manual_seed(9))
-    assert torch.equal(a.samples, b.samples) and torch.equal(a.means, b.means)
+    assert torch.equal(a.samples, b.samples) and torch.equal(a.states, b.states)
 
 
 def test_load_refuses_a_truncated_model_file_naming_it(tmp_path: Path) -> None:

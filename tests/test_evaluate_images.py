@@ -355,14 +355,15 @@ def test_no_floor_reads_no_training_images(run_dir: Path, mnist_root: Path, tmp_
     assert "classes" not in result
 
 
-def test_report_mean_scores_the_last_steps_mean_and_keeps_the_chains() -> None:
-    """``s' = 0 + N(0, 1)`` (a = 0): every step's mean is exactly 0, so the reported images are all
-    mid-grey, while the chains (and their mixing numbers) are those of ``report="sample"``."""
+def test_report_samples_scores_the_last_steps_mean_and_keeps_the_chains() -> None:
+    """``s' = 0 + N(0, 1)`` (a = 0): every step's mean is exactly 0, so the reported samples (the
+    default) are all mid-grey, while the chains (and their mixing numbers) are those of
+    ``report="states"``."""
     from walkback.data.images import to_display_uint8
 
-    sample = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], seed=0, batch_size=40, block=8)
-    mean = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], seed=0, batch_size=40, block=8,
-                      report="mean")
+    sample = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], seed=0, batch_size=40, block=8,
+                        report="states")
+    mean = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], seed=0, batch_size=40, block=8)
     for e in (0, 5):
         assert torch.equal(mean.at(e).images, to_display_uint8(torch.zeros(40, 16)))
         assert not torch.equal(sample.at(e).images, mean.at(e).images)

@@ -224,7 +224,7 @@ def test_tiny_rate_training_end_to_end(tmp_path, preset: str, extra: list[str]) 
     assert result.step == 20
     assert model.prior.data_shape == (10,)
     out = model.sample(50, generator=torch.Generator().manual_seed(0))
-    assert out.samples.shape == (50, 2) and out.means.shape == (50, 2)
+    assert out.samples.shape == (50, 2) and out.states.shape == (50, 2)
     assert torch.isfinite(out.samples).all()
     w = model.operator.backbone.weight.detach()
     assert w.shape == (10, 10)

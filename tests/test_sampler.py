@@ -44,9 +44,9 @@ def test_same_seed_same_samples_different_seed_different(form: str) -> None:
     a = anneal(op, prior, HEAT, 100, extra_steps=3, generator=_gen(1))
     b = anneal(op, prior, HEAT, 100, extra_steps=3, generator=_gen(1))
     c = anneal(op, prior, HEAT, 100, extra_steps=3, generator=_gen(2))
-    assert torch.equal(a.samples, b.samples) and torch.equal(a.means, b.means)
+    assert torch.equal(a.samples, b.samples) and torch.equal(a.states, b.states)
     assert not torch.equal(a.samples, c.samples)
-    assert a.samples.shape == a.means.shape == (100, 2)
+    assert a.samples.shape == a.states.shape == (100, 2)
     assert not a.samples.requires_grad
 
 
@@ -63,7 +63,8 @@ def test_progressive_yields_k_plus_e_plus_one_states_with_cooling_temperatures()
     assert all(s.state.shape == (10, 2) for s in states)
     # the final state of the progressive chain is what anneal returns, with the same seed
     final = anneal(op, prior, HEAT, 10, extra_steps=extra, generator=_gen(3))
-    assert torch.equal(final.samples, states[-1].state) and torch.equal(final.means, states[-1].mean)
+    # samples: the last step's mean (noise-free); states: the chains' last states
+    assert torch.equal(final.states, states[-1].state) and torch.equal(final.samples, states[-1].mean)
 
 
 def test_progressive_states_follow_the_operator() -> None:
@@ -82,10 +83,10 @@ def test_batches_consume_the_generator_in_order() -> None:
     op, prior = _mlp_operator(), _prior()
     batched = anneal(op, prior, HEAT, 30, extra_steps=2, batch_size=7, generator=_gen(5))
     first = anneal(op, prior, HEAT, 7, extra_steps=2, generator=_gen(5))
-    assert batched.samples.shape == batched.means.shape == (30, 2)
+    assert batched.samples.shape == batched.states.shape == (30, 2)
     assert torch.isfinite(batched.samples).all()
     assert torch.equal(batched.samples[:7], first.samples)
-    assert torch.equal(batched.means[:7], first.means)
+    assert torch.equal(batched.states[:7], first.states)
     assert not torch.equal(batched.samples[7:14], first.samples)  # next batch: fresh randomness
 
 
@@ -106,7 +107,7 @@ def test_annealed_moments_match_the_exact_marginal(extra: int, batch_size: int |
     n = 40_000
     result = anneal(op, prior, HEAT, n, extra_steps=extra, batch_size=batch_size, generator=_gen(6))
     mean, cov = cooling_moments(exact, HEAT, prior.mean, prior.var, extra_steps=extra)
-    x = result.samples
+    x = result.states  # the chain states follow the exact marginal
     assert x.dtype == F64 and x.shape == (n, 2)
     se_mean = (torch.diagonal(cov) / n).sqrt()
     assert bool(((x.mean(0) - mean).abs() < 5 * se_mean).all()), (x.mean(0), mean)
@@ -114,8 +115,8 @@ def test_annealed_moments_match_the_exact_marginal(extra: int, batch_size: int |
     emp_cov = torch.cov(x.T)
     se_cov = ((torch.outer(torch.diagonal(cov), torch.diagonal(cov)) + cov**2) / n).sqrt()
     assert bool(((emp_cov - cov).abs() < 5 * se_cov).all()), (emp_cov, cov)
-    # the displayed means are the last step's means, M s + c of the state before it
-    assert not torch.equal(result.means, result.samples)
+    # the samples are the last step's means, M s + c of the state before it
+    assert not torch.equal(result.samples, result.states)
 
 
 def test_cooling_moments_differ_from_prior_moments() -> None:

@@ -21,19 +21,20 @@ from .config import Config, apply_overrides, config_to_json
 from .errors import ConfigError, WalkbackError
 from .data.images import IMAGE_DATASETS
 from .data.toy import TOY_DATASETS
-from .evaluate import REPORTED, evaluate_run, load_run_model, write_samples
+from .evaluate import REPORTED, REPORTED_STATES, evaluate_run, load_run_model, write_samples
 from .evaluate_images import (
     DEFAULT_CHAIN_STEPS, METRICS, ImageEvalOptions, evaluate_image_run, evaluate_samples_file,
-    image_summary, start_part_way,
+    image_summary,
 )
 from .presets import PRESETS, get_preset
+from .model import START_FIT_POINTS, START_PRIOR_FILE
 from .train import load_data, load_run_config, resolve_device, train
 
 __all__ = ["main", "build_parser"]
 
 
-START_HELP = ("start the chains at heating step S <= K, from a Gaussian fit to training data "
-              "heated S steps (S cooling steps instead of K)")
+START_HELP = ("start the chains at heating step S <= K, from the Gaussian fit to training data "
+              "heated S steps that is saved with the model (S cooling steps instead of K)")
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -78,33 +79,61 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    """Samples from the saved model alone: its prior, temperatures and (when saved) the prior of
+    its part-way start; a toy run's scatter shows generated training points beside them."""
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out {out}: must name an .npz file (the picture is written beside it "
+                          f"as {out.with_suffix('.png').name})")
+    taken = [p for p in (out, out.with_suffix(".png")) if p.exists()]
+    if taken and not args.overwrite:
+        raise ConfigError(f"{taken[0]} already exists; pass --overwrite to replace it")
     device = str(resolve_device(args.device, setting="--device"))
     model = load_run_model(args.run_dir, device=device).eval()
     config = model.config if model.config is not None else load_run_config(Path(args.run_dir))
+    if args.sampler is not None:
+        if config.method != "ddpm":
+            raise ConfigError("--sampler: only for method=ddpm runs (DDIM or ancestral steps)")
+        model.operator.eta = 0.0 if args.sampler == "ddim" else 1.0
     extra = args.extra_steps if args.extra_steps is not None else config.sample.extra_steps
     batch = args.batch_size if args.batch_size is not None else config.sample.batch_size
-    splits = None
-    if args.start_step is not None:  # the prior fit to training data from --data-root or data.root
-        root = [f"data.root={args.data_root}"] if args.data_root is not None else []
-        splits = load_data(apply_overrides(config, root))
-        model = start_part_way(model, splits.train, args.start_step, seed=args.seed,
-                               batch_size=batch)
+    start = args.start_step if args.start_step is not None else model.start_step
     generator = torch.Generator(device).manual_seed(args.seed)
     with torch.no_grad():
         result = model.sample(args.num_samples, extra_steps=extra, batch_size=batch,
-                              generator=generator)
-    k = len(model.active_temperatures)
-    meta = {"run_dir": str(args.run_dir), "data": config.data.name, "K": k, "E": extra,
-            "seed": args.seed, "N": args.num_samples, "reported": REPORTED,
-            **({"start_step": args.start_step} if args.start_step is not None else {})}
+                              generator=generator, start_step=start)
+    k = start or len(model.active_temperatures)
+    meta = {"run_dir": str(args.run_dir), "data": config.data.name, "method": config.method,
+            "K": k, "E": extra, "seed": args.seed, "N": args.num_samples, "reported": REPORTED,
+            "states": REPORTED_STATES, **({"start_step": start} if start else {}),
+            **({"sampler": args.sampler} if args.sampler else {})}
     toy = config.data.name in TOY_DATASETS
-    reference = (splits or load_data(config)).train[: args.num_samples] if toy else None
-    write_samples(out, result.samples, means=result.means, meta=meta, reference=reference)
+    reference = load_data(config).train[: args.num_samples] if toy else None  # generated
+    write_samples(out, result.samples, states=result.states, meta=meta, reference=reference)
     print(f"wrote {args.num_samples} samples (K={k}, E={extra}, seed {args.seed}) to {out}"
           f" and {out.with_suffix('.png')}")
+    return 0
+
+
+def _fit_prior(args: argparse.Namespace) -> int:
+    """Fit the prior of a part-way start once, from the training data, and save it with the
+    model, so that sampling from that step needs the saved model alone."""
+    run_dir = Path(args.run_dir)
+    device = str(resolve_device(args.device, setting="--device"))
+    model = load_run_model(run_dir, device=device).eval()
+    config = model.config if model.config is not None else load_run_config(run_dir)
+    folder = run_dir / "model" if (run_dir / "model").is_dir() else run_dir
+    if model.start_step and not args.overwrite:
+        raise ConfigError(f"{folder / START_PRIOR_FILE} already holds the prior of start step "
+                          f"{model.start_step}; pass --overwrite to replace it")
+    root = [f"data.root={args.data_root}"] if args.data_root is not None else []
+    train_x = load_data(apply_overrides(config, root)).train
+    with torch.no_grad():
+        model.fit_start_prior(args.start_step, train_x, seed=args.seed,
+                              batch_size=config.sample.batch_size)
+    model.save_start_prior(folder)
+    print(f"fitted the prior of start step {args.start_step} to {min(len(train_x), START_FIT_POINTS)} "
+          f"heated training points; wrote {folder / START_PRIOR_FILE}")
     return 0
 
 
@@ -138,7 +167,7 @@ def _summary(result: dict) -> list[str]:
 
 
 IMAGE_FLAGS = ("metrics", "bound_points", "chain_steps", "batch_size", "fid_weights", "cache_dir",
-               "data", "data_root", "resolution", "out_dir", "amp", "report", "start_step")
+               "data", "data_root", "resolution", "out_dir", "amp", "start_step")
 
 
 def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
@@ -148,7 +177,7 @@ def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
         seed=args.seed, device=args.device or "auto", batch_size=args.batch_size,
         cache_dir=args.cache_dir, fid_weights=args.fid_weights, data_root=args.data_root,
         resolution=args.resolution, progress=not args.no_progress, command=command,
-        amp=args.amp or "none", floor=not args.no_floor, report=args.report or "sample",
+        amp=args.amp or "none", floor=not args.no_floor, report=args.report or "samples",
         start_step=args.start_step)
 
 
@@ -160,7 +189,8 @@ def _evaluate_toy(args: argparse.Namespace, command: str) -> int:
     result = evaluate_run(args.run_dir, num_samples=args.num_samples, seed=args.seed,
                           num_paths=args.num_paths,
                           device=str(resolve_device(args.device or "cpu", setting="--device")),
-                          progress=not args.no_progress, command=command)
+                          progress=not args.no_progress, command=command,
+                          report=args.report or "samples")
     print("\n".join(_summary(result)))
     run_dir = Path(args.run_dir)
     print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'figures'}/")
@@ -192,6 +222,40 @@ def _evaluate(args: argparse.Namespace) -> int:
                                        key=args.samples_key)
     print("\n".join(image_summary(result)))
     print(f"wrote {out / 'eval.json'} and {out / 'figures'}/")
+    return 0
+
+
+def _minutes_list(raw: str) -> list[float]:
+    """An argparse type: comma-separated positive minutes."""
+    try:
+        values = [float(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes such as 1,2,5, got {raw!r}") from None
+    if not values or any(not 0 < v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"minutes must be > 0, got {raw!r}")
+    return values
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import CompareOptions, compare
+
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    for name in presets:
+        get_preset(name)  # unknown names fail before any training
+    out = Path(args.out_dir)
+    if (out / "compare.json").exists() and not args.overwrite:
+        raise ConfigError(f"{out / 'compare.json'} already exists; pass --overwrite to replace "
+                          "the table (finished arms are kept and not retrained)")
+    options = CompareOptions(
+        presets=presets, minutes=args.minutes, out_dir=out,
+        seeds=[int(s) for s in args.seeds.split(",")], save_at=args.save_at, sets=args.set,
+        num_samples=args.num_samples, device=args.device, fid_weights=args.fid_weights,
+        cache_dir=args.cache_dir, data_root=args.data_root, amp=args.amp or "none",
+        progress=not args.no_progress, command="walkback " + shlex.join(args.argv))
+    result = compare(options)
+    print((out / "compare.md").read_text().rstrip())
+    print(f"wrote {out / 'compare.json'}, {out / 'compare.md'} and {out / 'compare.png'} "
+          f"({len(result['arms'])} arms)")
     return 0
 
 
@@ -234,11 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_count(1), metavar="B")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True, metavar="FILE.npz")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--start-step", type=_count(1), metavar="S", help=START_HELP)
-    p.add_argument("--data-root", metavar="DIR", help="--start-step: the training data (default: "
-                   "the run's data.root)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out and its .png")
+    p.add_argument("--start-step", type=_count(0), metavar="S", help=START_HELP + "; 0 or K: "
+                   "from the top (default: the saved start step, if any)")
+    p.add_argument("--sampler", choices=("ddim", "ancestral"),
+                   help="method=ddpm runs: DDIM steps (eta = 0) or ancestral DDPM steps "
+                   "(default: the run's diffusion.eta)")
     p.set_defaults(handler=_sample)
+
+    p = sub.add_parser("fit-prior", help="fit and save the prior of a part-way start (reads the "
+                       "training data once)")
+    p.add_argument("--run-dir", required=True, metavar="DIR")
+    p.add_argument("--start-step", required=True, type=_count(1), metavar="S",
+                   help="the heating step the chains will start from")
+    p.add_argument("--data-root", metavar="DIR", help="the training data (default: the run's "
+                   "data.root)")
+    p.add_argument("--seed", type=int, default=0, help="the fit's heating noise: seed + 5")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--overwrite", action="store_true", help="replace a saved start prior")
+    p.set_defaults(handler=_fit_prior)
 
     p = sub.add_parser("evaluate", help="metrics and figures of a trained run or a samples file")
     source = p.add_mutually_exclusive_group(required=True)
@@ -265,9 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images: skip the real-vs-real floor (it reads the floor split)")
     p.add_argument("--amp", choices=("none", "bf16"),
                    help="images: sample under bf16 autocast (GPU; the bound stays float32)")
-    p.add_argument("--report", choices=("sample", "mean"),
-                   help="image runs: score the chain state (sample, default) or the mean of the "
-                   "step that produced it")
+    p.add_argument("--report", choices=("samples", "states"),
+                   help="runs: score the samples (the last step's means, the noise-free output; "
+                   "default) or the chain states")
     p.add_argument("--start-step", type=_count(1), metavar="S", help="image runs: " + START_HELP)
     p.add_argument("--cache-dir", metavar="DIR", help="reference statistics and the MNIST classifier "
                    "(default $WALKBACK_CACHE or ~/.cache/walkback)")
@@ -276,6 +354,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: cpu for toy runs, auto (the GPU if there is one) for images")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_evaluate)
+
+    p = sub.add_parser("compare", help="train presets for the same minutes each, evaluate them as "
+                       "users get them, and write a table and a plot")
+    p.add_argument("--presets", required=True, metavar="A,B,...", help="presets on one data set")
+    p.add_argument("--minutes", required=True, type=float, metavar="M", help="training minutes per arm")
+    p.add_argument("--seeds", default="0", metavar="LIST", help="seeds per preset (e.g. 0,1,2)")
+    p.add_argument("--save-at", type=_minutes_list, metavar="LIST",
+                   help="minutes at which each arm's model is saved and scored (default: M/5 ...)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every arm (repeatable)")
+    p.add_argument("--out-dir", required=True, metavar="DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table")
+    p.add_argument("--num-samples", type=_count(2), metavar="N")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--fid-weights", metavar="PATH")
+    p.add_argument("--cache-dir", metavar="DIR")
+    p.add_argument("--data-root", metavar="DIR")
+    p.add_argument("--amp", choices=("none", "bf16"), help="images: sample under bf16 autocast")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_compare)
 
     p = sub.add_parser("show-config", help="print the resolved config as JSON")
     _add_config_args(p, preset_required=False)

@@ -20,11 +20,13 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "SampleConfig",
+    "DiffusionConfig",
     "Config",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
     "validate",
+    "save_minutes",
 ]
 
 
@@ -54,6 +56,10 @@ class ModelConfig:
     min_var: float = 1e-6
     mean_scale: str = "none"  # "noise": mean = s + (1 - alpha) sqrt(T var) (F - s) (preconditioned)
     init_var: float = 0.01  # softplus(G) at initialisation (the operator starts as a random walk)
+    noise_scale: str = "auto"  # the step's noise: "temperature": T var; "beta": c T var with the
+    # fixed diffusion's beta_t = c T_t, so that train.heating=fixed can walk back its own steps
+    # (init_var and min_var are then fractions of beta_t); "auto": beta under train.heating=fixed,
+    # else temperature
     cond_dim: int = 32
     hidden_units: int = 0  # rate: hidden units H (the state is [v; h], D + H units)
     symmetric: bool = False  # rate: constrain W = W^T (the detailed-balance comparison)
@@ -99,6 +105,8 @@ class TrainConfig:
     max_file_mb: float = 0.0  # split checkpoint / model files into parts of at most this (0 = whole)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     time_limit_s: float = 0.0  # stop (saving a checkpoint and the model) after this long; 0 = off
+    save_minutes: str = ""  # e.g. "1,2,5": also save the EMA model after these minutes of training
+    # into snapshots/min<m>/ (the equal-time comparison of `walkback compare`)
     amp: str = "none"  # "none" | "bf16" (autocast of the backbone on the GPU)
     compile: bool = False  # torch.compile the backbone
 
@@ -109,25 +117,46 @@ class SampleConfig:
     extra_steps: int = 0  # E steps at T = 1 after cooling
     batch_size: int = 5000
     num_paths: int = 16  # M for the importance-weighted bound
+    start_step: int = 0  # > 0: start the chains at this heating step from a prior fitted to the
+    # heated training data at the end of training and saved with the model (0: from the top, K)
+
+
+@dataclass
+class DiffusionConfig:
+    """The DDPM baseline (``method=ddpm``, docs/method.md): a fixed variance-preserving forward
+    process of ``levels`` noise levels, epsilon prediction, the simple MSE loss; sampled on
+    ``schedule.num_steps`` evenly spaced levels with DDIM (``eta`` 0) or ancestral steps (1)."""
+
+    levels: int = 1000  # N, the forward process's discrete noise levels
+    beta_schedule: str = "linear"  # "linear" (Ho et al. 2020) | "cosine" (Nichol & Dhariwal 2021)
+    beta_start: float = 1e-4  # linear: beta_1
+    beta_end: float = 0.02  # linear: beta_N
+    eta: float = 0.0  # sampling: 0 = DDIM (deterministic), 1 = ancestral DDPM steps
+    clip: float = 0.0  # > 0: clamp the denoised estimate to [-clip, clip] while sampling (images 1)
 
 
 @dataclass
 class Config:
     preset: str = "mog"
     seed: int = 0
+    method: str = "walkback"  # "walkback" (VW; train.heating=fixed: the NET-style arm) | "ddpm"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    "method": ("walkback", "ddpm"),
+    "diffusion.beta_schedule": ("linear", "cosine"),
     "data.name": TOY_DATASETS + IMAGE_DATASETS,
     "model.backbone": ("mlp", "unet", "conv2017", "rate"),
     "train.amp": ("none", "bf16"),
     "model.form": ("2017", "conditioned"),
     "model.mean_scale": ("none", "noise"),
+    "model.noise_scale": ("auto", "temperature", "beta"),
     "train.objective": ("paper", "released", "bound"),
     "train.heating": ("model", "fixed"),
     "train.mode": ("online", "accumulate", "transitions"),
@@ -220,13 +249,14 @@ def validate(config: Config) -> Config:
     positive = ("schedule.num_steps", "train.steps", "train.batch_size", "sample.num_samples",
                 "sample.batch_size", "sample.num_paths", "model.hidden", "model.depth",
                 "train.log_every", "train.checkpoint_every", "data.num_train", "data.num_heldout",
-                "model.rate_gain")
+                "model.rate_gain", "diffusion.levels")
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"config key {key}: must be > 0, got {flat[key]}")
     for key in ("model.hidden_units", "model.relax_steps", "model.inner_steps", "model.input_scale",
                 "model.hidden_min_var", "train.transition_batch", "train.loss_steps",
-                "train.max_file_mb", "train.hidden_weight"):
+                "train.max_file_mb", "train.hidden_weight", "sample.start_step", "diffusion.clip",
+                "train.time_limit_s"):
         if flat[key] < 0:
             raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
     for key in ("model.hidden_units", "model.hidden_min_var"):
@@ -242,6 +272,16 @@ def validate(config: Config) -> Config:
         raise ConfigError("config key train.objective: 'bound' is a bound on log p(v, h) for the "
                           "rate network (hidden units included), which grows without limit as h "
                           "becomes predictable; use 'paper'")
+    if not 0 <= flat["sample.start_step"] <= flat["schedule.num_steps"]:
+        raise ConfigError("config key sample.start_step: must be in [0, schedule.num_steps]")
+    save_minutes(flat["train.save_minutes"])
+    if flat["sample.start_step"] and flat["train.heating"] != "model":
+        raise ConfigError("config key sample.start_step: needs train.heating=model (the fixed "
+                          "diffusion's rates depend on K)")
+    if flat["model.noise_scale"] == "beta" and flat["train.heating"] != "fixed":
+        raise ConfigError("config key model.noise_scale: 'beta' needs train.heating=fixed")
+    if flat["method"] == "ddpm":
+        _validate_ddpm(flat)
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if not 0 < flat["model.alpha"] < 1:
@@ -249,3 +289,37 @@ def validate(config: Config) -> Config:
     if flat["schedule.factor"] < 1 or flat["schedule.t0"] <= 0:
         raise ConfigError("config keys schedule.factor >= 1 and schedule.t0 > 0 are required")
     return config
+
+
+def save_minutes(spec: str) -> list[float]:
+    """``train.save_minutes`` ("1,2,5") as sorted minutes; ``[]`` when empty."""
+    try:
+        minutes = sorted({float(m) for m in spec.split(",") if m.strip()})
+    except ValueError:
+        raise ConfigError(f"config key train.save_minutes: {spec!r} is not a comma list of "
+                          "minutes (e.g. 1,2,5)") from None
+    if any(not 0 < m < float("inf") for m in minutes):
+        raise ConfigError(f"config key train.save_minutes: {spec!r}: minutes must be > 0")
+    return minutes
+
+
+def _validate_ddpm(flat: dict[str, Any]) -> None:
+    """``method=ddpm``: a conditioned MLP or U-Net, levels and sampling steps that fit."""
+    if flat["model.backbone"] not in ("mlp", "unet"):
+        raise ConfigError(f"config key model.backbone: method=ddpm takes mlp or unet, "
+                          f"got {flat['model.backbone']!r}")
+    if flat["model.form"] != "conditioned":
+        raise ConfigError("config key model.form: method=ddpm needs 'conditioned' (the network "
+                          "sees the noise level)")
+    if flat["train.heating"] != "model" or flat["sample.start_step"]:
+        raise ConfigError("config keys train.heating and sample.start_step: for method=walkback "
+                          "only (the DDPM's forward process is fixed and starts at N(0, I))")
+    if not 1 <= flat["schedule.num_steps"] <= flat["diffusion.levels"]:
+        raise ConfigError("config key schedule.num_steps: method=ddpm samples on at most "
+                          f"diffusion.levels={flat['diffusion.levels']} levels, got "
+                          f"{flat['schedule.num_steps']}")
+    if not 0 < flat["diffusion.beta_start"] <= flat["diffusion.beta_end"] < 1:
+        raise ConfigError("config keys diffusion.beta_start, diffusion.beta_end: need "
+                          "0 < beta_start <= beta_end < 1")
+    if not 0 <= flat["diffusion.eta"] <= 1:
+        raise ConfigError(f"config key diffusion.eta: must be in [0, 1], got {flat['diffusion.eta']}")

@@ -34,9 +34,10 @@ from .sampler import anneal_progressive
 from .train import load_data, load_run_config
 from .trajectory import walk_away
 
-__all__ = ["REPORTED", "evaluate_run", "load_run_model", "write_samples"]
+__all__ = ["REPORTED", "REPORTED_STATES", "evaluate_run", "load_run_model", "write_samples"]
 
-REPORTED = "chain state (sample), not the mean of the last step"
+REPORTED = "samples: the mean of the last step (the noise-free output)"
+REPORTED_STATES = "states: the chain states (the last step's noise included)"
 MAX_BOUND_POINTS = 2000  # held-out points used for the bound
 SNAPSHOTS = ((0, "E=0"), (1, "E=K"), (10, "E=10K"))  # extra steps at T = 1, in multiples of K
 CURVE_MULTIPLES = (0, 1, 2, 5, 10)  # E / K for chain.png
@@ -62,15 +63,16 @@ def _as_float32(x: torch.Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float32).numpy()
 
 
-def write_samples(path: str | Path, samples: torch.Tensor, *, means: torch.Tensor | None = None,
+def write_samples(path: str | Path, samples: torch.Tensor, *, states: torch.Tensor | None = None,
                   meta: dict, reference: torch.Tensor | None = None) -> None:
-    """Write ``samples`` ``(N, *data_shape)`` (float32, data space), optional ``means`` and a
-    ``meta`` JSON string to an .npz atomically, and a picture ``<stem>.png`` beside it: for 2-D
-    data a scatter (data ``reference`` on the left when given), for images a 10x10 grid."""
+    """Write ``samples`` ``(N, *data_shape)`` (float32, data space: the noise-free output), the
+    chains' ``states`` when given and a ``meta`` JSON string to an .npz atomically, and a picture
+    of ``samples`` ``<stem>.png`` beside it: for 2-D data a scatter (data ``reference`` on the
+    left when given), for images a 10x10 grid."""
     path = Path(path)
     arrays = {"samples": _as_float32(samples), "meta": np.array(json.dumps(meta))}
-    if means is not None:
-        arrays["means"] = _as_float32(means)
+    if states is not None:
+        arrays["states"] = _as_float32(states)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -82,7 +84,7 @@ def write_samples(path: str | Path, samples: torch.Tensor, *, means: torch.Tenso
         panels = [] if reference is None else [("data", reference)]
         title = ", ".join(f"{k}={meta[k]}" for k in ("K", "E", "seed", "N") if k in meta)
         tmp = path.with_name(f".{path.stem}.png.tmp")
-        plot_snapshots(panels + [("samples (chain state)", samples)], tmp, title=title)
+        plot_snapshots(panels + [("samples", samples)], tmp, title=title)
         os.replace(tmp, path.with_suffix(".png"))
 
 
@@ -102,16 +104,18 @@ def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _run_chain(model: Walkback, n: int, indices: set[int], *, generator: torch.Generator,
-               progress: bool) -> dict[int, Captured]:
+               progress: bool, report: str = "samples") -> dict[int, Captured]:
     """Run ONE set of ``n`` chains to chain index ``max(indices)`` (``K`` cooling steps, then
-    steps at ``T = 1``); keep the states at ``indices`` (0 = the prior draw)."""
+    steps at ``T = 1``); keep at ``indices`` (0 = the prior draw) the mean of the step that
+    produced each state (``report="samples"``) or the states themselves (``"states"``)."""
     temps = model.active_temperatures
     extra = max(indices) - len(temps)
     chain = anneal_progressive(model.operator, model.prior, temps, n, extra_steps=extra,
                                generator=generator)
     captured, previous = {}, None
     for item in tqdm(chain, total=len(temps) + extra + 1, disable=not progress, desc="chain"):
-        state = model.visible(item.state)  # data space (the rate network's v units)
+        shown = item.mean if report == "samples" and item.mean is not None else item.state
+        state = model.visible(shown)  # data space (the rate network's v units)
         if item.index in indices:
             move = mean_distance(state, previous) if previous is not None else math.nan
             captured[item.index] = Captured(item.index, state.cpu(), move)
@@ -170,7 +174,7 @@ def _caption(p: dict[str, Any]) -> str:
     """A one-line figure title from a protocol dict."""
     keys = ("data", "split", "num_samples", "num_points", "K", "E", "seed")
     text = ", ".join(f"{key}={p[key]}" for key in keys if key in p)
-    text += ", chain state" if p.get("reported") == REPORTED else ""
+    text += ", chain states" if p.get("reported") == REPORTED_STATES else ""
     return textwrap.fill(text, width=64)
 
 
@@ -233,8 +237,9 @@ def _model_figures(model: Walkback, data: DataSplits, run_dir: Path, fig_dir: Pa
         figures["drift"] = _drift_figure(model, data, fig_dir, base)
     records = read_metrics(run_dir / "metrics.jsonl")
     if records:
-        plot_curves(records, ["loss_nats"], fig_dir / "loss.png", title="training loss (nats)")
-        figures["loss"] = {"source": "metrics.jsonl", "keys": ["loss_nats"]}
+        plot_curves(records, ["loss_per_dim"], fig_dir / "loss.png",
+                    title="training loss per dimension")
+        figures["loss"] = {"source": "metrics.jsonl", "keys": ["loss_per_dim"]}
     return figures
 
 
@@ -317,12 +322,16 @@ def _bound_section(model: Walkback, name: str, x: torch.Tensor, num_paths: int, 
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, seed: int = 0,
                  num_paths: int | None = None, device: str = "cpu", progress: bool = True,
-                 command: str | None = None) -> dict:
+                 command: str | None = None, report: str = "samples") -> dict:
     """Evaluate the run in ``run_dir``; writes ``eval.json`` and ``figures/``, returns the dict.
 
-    Seeds: chains ``seed``, bound ``seed + 1`` (M = 1) and ``seed + 2`` (M = num_paths), heating
-    figure ``seed + 3``. ``command`` is recorded (default: ``sys.argv``).
+    The chains are what ``model.sample`` runs (from the saved start prior, if any); ``report``:
+    score their ``samples`` (the last steps' means) or ``states``. Seeds: chains ``seed``, bound
+    ``seed + 1`` (M = 1) and ``seed + 2`` (M = num_paths), heating figure ``seed + 3``.
+    ``command`` is recorded (default: ``sys.argv``).
     """
+    if report not in ("samples", "states"):
+        raise ValueError(f"report must be 'samples' or 'states', got {report!r}")
     run_dir = Path(run_dir)
     model = load_run_model(run_dir, device=device).eval()
     config = load_run_config(run_dir)
@@ -333,12 +342,15 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, seed: i
     m = num_paths if num_paths is not None else config.sample.num_paths
     if n < 2 or m < 1:
         raise ValueError(f"need num_samples >= 2 and num_paths >= 1, got {n} and {m}")
-    k, dev = len(model.active_temperatures), torch.device(device)
-    base = {"data": data.name, "num_samples": n, "K": k, "seed": seed, "reported": REPORTED}
+    sampler = model.start_at(model.start_step)  # the saved part-way start, or the model itself
+    k, dev = len(sampler.active_temperatures), torch.device(device)
+    base = {"data": data.name, "num_samples": n, "K": k, "seed": seed,
+            "reported": REPORTED if report == "samples" else REPORTED_STATES}
 
     # one set of chains from the same start: E = 0, K, 10K, the curve's E and cooling snapshots
     wanted = {k + mult * k for mult in CURVE_MULTIPLES} | {k - t for t in _fractions(k)}
-    captured = _run_chain(model, n, wanted, generator=torch.Generator(dev).manual_seed(seed),
+    captured = _run_chain(sampler, n, wanted, generator=torch.Generator(dev).manual_seed(seed),
+                          report=report,
                           progress=progress)
     chain = _chain_section(data, captured, base)
     x = data.heldout[:MAX_BOUND_POINTS].to(dev)

@@ -34,11 +34,14 @@ from .evaluation.quality import QualityContext, sample_quality
 from .evaluation.report import caption, image_summary, machine, write_outputs
 from .evaluation.samples import load_samples_file
 from .evaluation.sections import (
-    REPORTED, REPORTED_MEAN, bound_section, chain_section, parzen_section, quality_sections,
+    REPORTED, REPORTED_STATES, bound_section, chain_section, parzen_section, quality_sections,
 )
 from .metrics.classifier import ClassifierInfo, MNISTClassifier
 from .metrics.fid import MetricsError
-from .model import IMAGE_SHAPES, MODEL_FILE
+from .model import (
+    IMAGE_SHAPES, MODEL_FILE, START_FIT_POINTS, START_FIT_SEED_OFFSET, START_PRIOR_FILE,
+    start_part_way,
+)
 from .data.images import to_model_space
 from .inpaint import half_mask, inpaint
 from .model import Walkback
@@ -79,7 +82,7 @@ class ImageEvalOptions:
     classifier_epochs: int = 5
     amp: str = "none"  # "bf16": sampling chains and pictures under bf16 autocast (GPU); bound in fp32
     floor: bool = True  # the real-vs-real floor (needs the floor split, MNIST: train)
-    report: str = "sample"  # "mean": score the mean of each chain's last step (SPEC.md, Sampling)
+    report: str = "samples"  # "states": score the chain states, not the last steps' means
     start_step: int | None = None  # start the chains at this heating step (Walkback.start_at)
 
 
@@ -191,7 +194,7 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
                      config.data.resolution or None)
     _check_shape(model, data, "test")
     start = None
-    if options.start_step is not None:
+    if options.start_step is not None or model.start_step:
         model, start = _start_part_way(model, data, options, device)
     k = len(model.active_temperatures)
     es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
@@ -206,7 +209,7 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     quality = {s.extra_steps: sample_quality(s.images, ctx, desc=f"E={s.extra_steps}")
                for s in chains.snapshots if s.extra_steps == e_main or "chain" in metrics}
     base = {**_copy(data, metrics), "num_samples": n, "K": k, "E": e_main, "seed": options.seed,
-            "reported": REPORTED_MEAN if options.report == "mean" else REPORTED}
+            "reported": REPORTED_STATES if options.report == "states" else REPORTED}
     main = chains.at(e_main)
     result = {**_run_header(run_dir, device, options, metrics, k),
               **({"start": start} if start else {}),
@@ -230,24 +233,16 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     return result
 
 
-START_FIT_POINTS = 10000  # training points heated to fit the prior of --start-step
-START_FIT_SEED_OFFSET = 5  # the fit's generator is seeded --seed + 5, apart from the chains'
-
-
-def start_part_way(model: Walkback, train: torch.Tensor, step: int, *, seed: int,
-                   batch_size: int) -> Walkback:
-    """``model.start_at(step, ...)`` with the prior fit to the first ``START_FIT_POINTS`` of
-    ``train`` (model space), heated on the model's device with a generator seeded
-    ``seed + START_FIT_SEED_OFFSET``: what ``evaluate`` and ``sample`` ``--start-step`` share."""
-    x = train[:START_FIT_POINTS].to(model.prior.mean.device)
-    generator = torch.Generator(x.device).manual_seed(seed + START_FIT_SEED_OFFSET)
-    return model.start_at(step, x, batch_size=batch_size, generator=generator)
-
-
 def _start_part_way(model: Walkback, data: ImageData, options: ImageEvalOptions,
                     device: torch.device) -> tuple[Walkback, dict]:
-    """``start_part_way`` for ``evaluate --start-step``, with the protocol that eval.json records."""
-    step, trained_k = options.start_step, len(model.active_temperatures)
+    """The chains' part-way start, with the protocol that eval.json records: the prior saved with
+    the model for its start step (``--start-step`` left out or equal to it), else
+    ``start_part_way`` fitted to the training images now."""
+    saved, trained_k = model.start_step, len(model.active_temperatures)
+    step = options.start_step if options.start_step is not None else saved
+    if step == saved:
+        return model.start_at(step), {"start_step": step, "trained_K": trained_k,
+                                      "prior": f"saved with the model ({START_PRIOR_FILE})"}
     x = to_model_space(data.split("train").images[:START_FIT_POINTS]).to(device)
     with _sampling_autocast(options, device):
         model = start_part_way(model, x, step, seed=options.seed,

@@ -17,10 +17,11 @@ from safetensors.torch import load as load_bytes, save as save_bytes
 from torch import nn
 
 from . import parts
-from .atomic import atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text
 from .config import Config, config_from_dict, config_to_dict
 from .data.images import CELEBA_DEFAULT_RESOLUTION
 from .data.toy import TOY_DATASETS
+from .diffusion import DiffusionOperator, grid_betas, sampling_levels, vp_alphas_bar
 from .errors import CheckpointError, ConfigError
 from .models import Conv2017Backbone, MLPBackbone, RateNetworkBackbone, UNetBackbone
 from .prior import GaussianPrior
@@ -29,11 +30,14 @@ from .schedule import fixed_diffusion_betas, heating_temperatures
 from .trajectory import FixedDiffusionHeating, HeatingPath, OperatorHeating, walk_away
 from .transition import TransitionOperator
 
-__all__ = ["Walkback", "build_model", "load", "data_shape_of", "state_shape_of"]
+__all__ = ["Walkback", "build_model", "load", "data_shape_of", "state_shape_of", "start_part_way"]
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CHECKSUM_FILE = "model.safetensors.sha256"
+START_PRIOR_FILE = "start_prior.safetensors"  # the prior of a part-way start (start_step > 0)
+START_FIT_POINTS = 10000  # training points heated to fit the prior of a part-way start
+START_FIT_SEED_OFFSET = 5  # the fit's generator is seeded seed + 5, apart from the chains'
 
 
 IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
@@ -115,6 +119,9 @@ class Walkback(nn.Module):
         self.config = config
         self.register_buffer("temperatures", temperatures.to(torch.float64))
         self.register_buffer("num_active", torch.tensor(len(temperatures)))
+        # the prior of a part-way start and its heating step (0: none); saved beside the weights
+        self.start_prior: GaussianPrior | None = None
+        self.start_step = 0
 
     @property
     def active_temperatures(self) -> torch.Tensor:
@@ -127,6 +134,8 @@ class Walkback(nn.Module):
         temps = self.active_temperatures if temperatures is None else temperatures
         if self.heating == "fixed":
             return FixedDiffusionHeating(fixed_diffusion_betas(temps))
+        if self.heating == "vp":  # the DDPM: its forward process on the sampling levels
+            return FixedDiffusionHeating(grid_betas(self.operator.alphas_bar, temps))
         return OperatorHeating(self.operator, temps)
 
     @property
@@ -154,39 +163,55 @@ class Walkback(nn.Module):
 
     def sample(
         self, num_samples: int, *, extra_steps: int = 0, batch_size: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, start_step: int | None = None,
     ) -> SampleResult:
         """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at ``T = 1``;
-        returns the visible parts of the final states and means (use ``sampler.anneal`` on
-        ``operator`` and ``prior`` for full states)."""
+        returns the visible parts of the last step's means (``samples``) and of the final states
+        (``states``); use ``sampler.anneal`` on ``operator`` and ``prior`` for full states.
+
+        ``start_step``: start part-way up, at heating step ``S``, from the saved start prior
+        (``fit_start_prior``); default: the saved start step, if any, else the top (``K``)."""
+        model = self.start_at(self.start_step if start_step is None else start_step)
         result = anneal(
-            self.operator, self.prior, self.active_temperatures, num_samples,
+            model.operator, model.prior, model.active_temperatures, num_samples,
             extra_steps=extra_steps, batch_size=batch_size, generator=generator,
         )
         if not self.hidden_dim:
             return result
-        return SampleResult(self.visible(result.samples), self.visible(result.means))
+        return SampleResult(self.visible(result.samples), self.visible(result.states))
 
     @torch.no_grad()
     def start_at(
-        self, step: int, x: torch.Tensor, *, batch_size: int = 1000,
+        self, step: int, x: torch.Tensor | None = None, *, batch_size: int = 1000,
         generator: torch.Generator | None = None,
     ) -> Walkback:
         """A model whose chains start part-way up the heating, at step ``step`` (``1..K``).
 
         The result shares this model's operator. Its prior is a diagonal Gaussian fit to the
-        data ``x`` heated ``step`` steps. Its cooling runs ``T_step .. T_1``, so a chain takes
-        ``step`` annealing steps instead of ``K``, and the saved steps can go to ``T = 1``.
-        At ``step = K`` the prior is refit from ``x``, not the one learned in training.
-        The result is for sampling and evaluation; it has no config, so it cannot be saved.
+        data ``x`` heated ``step`` steps, or without ``x`` the saved start prior of that step
+        (``fit_start_prior``). Its cooling runs ``T_step .. T_1``, so a chain takes ``step``
+        annealing steps instead of ``K``, and the saved steps can go to ``T = 1``. Without ``x``,
+        ``step`` 0 or ``K`` is this model itself (the prior learned in training); with ``x``,
+        ``step = K`` refits the prior from ``x``. The result is for sampling and evaluation.
         """
         k = len(self.active_temperatures)
+        if x is None and step in (0, k):
+            return self
         if not 1 <= step <= k:
             raise ConfigError(f"start step {step}: must be in 1..K = {k}")
         if self.heating != "model":
             raise ConfigError(f"start step {step}: needs the operator's own heating, not "
                               f"heating={self.heating!r} (its noise rates depend on K)")
         temps = self.active_temperatures[:step]
+        if x is None:
+            if self.start_prior is None or self.start_step != step:
+                saved = f"the saved one is for step {self.start_step}" if self.start_step else \
+                    "none is saved"
+                raise ConfigError(f"start step {step}: no prior fitted for it ({saved}); run "
+                                  f"`walkback fit-prior --run-dir RUN --start-step {step}`, which "
+                                  "reads the training data once")
+            return Walkback(self.operator, self.start_prior, temps, heating=self.heating,
+                            hidden_dim=self.hidden_dim, relax_steps=self.relax_steps)
         heating = self.heating_path(temps)
         ends = [walk_away(heating, self.lift(b, generator=generator), generator=generator).states[-1]
                 for b in x.split(batch_size)]
@@ -195,6 +220,13 @@ class Walkback(nn.Module):
         prior.fit(torch.cat(ends).float())
         return Walkback(self.operator, prior, temps, heating=self.heating,
                         hidden_dim=self.hidden_dim, relax_steps=self.relax_steps).to(device)
+
+    def fit_start_prior(self, step: int, train: torch.Tensor, *, seed: int,
+                        batch_size: int = 1000) -> None:
+        """Fit and keep the prior of a part-way start at heating step ``step``: ``start_part_way``
+        on ``train`` (model space); ``save_pretrained`` then writes it beside the weights."""
+        started = start_part_way(self, train, step, seed=seed, batch_size=batch_size)
+        self.start_prior, self.start_step = started.prior, step
 
     def save_pretrained(self, directory: str | Path, *, max_file_bytes: int = 0) -> None:
         """Write ``model.safetensors`` (split into parts of at most ``max_file_bytes`` when
@@ -207,6 +239,33 @@ class Walkback(nn.Module):
         parts.write_bytes(directory / MODEL_FILE, payload, max_file_bytes)
         atomic_write_text(directory / CHECKSUM_FILE, hashlib.sha256(payload).hexdigest() + "\n")
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config_to_dict(self.config), indent=2))
+        if self.start_prior is not None:
+            self.save_start_prior(directory)
+
+    def save_start_prior(self, directory: str | Path) -> None:
+        """Write the start prior (``start_prior.safetensors``, its step in the metadata)."""
+        assert self.start_prior is not None
+        tensors = {"mean": self.start_prior.mean.detach().cpu().contiguous(),
+                   "var": self.start_prior.var.detach().cpu().contiguous(),
+                   "start_step": torch.tensor([self.start_step])}
+        payload = save_bytes(tensors)
+        atomic_write_bytes(Path(directory) / START_PRIOR_FILE, payload)
+
+    def _load_start_prior(self, path: Path) -> None:
+        try:
+            tensors = load_bytes(path.read_bytes())
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path}: unreadable start prior ({exc})") from None
+        prior = GaussianPrior(self.prior.data_shape, min_var=self.prior.min_var)
+        if (set(tensors) != {"mean", "var", "start_step"} or tensors["mean"].shape != prior.mean.shape
+                or tensors["var"].shape != prior.var.shape):
+            raise CheckpointError(f"{path}: not a start prior of this model's shape {prior.data_shape}")
+        prior.mean.copy_(tensors["mean"])
+        prior.var.copy_(tensors["var"])
+        step = int(tensors["start_step"].flatten()[0])
+        if not 1 <= step <= len(self.active_temperatures):
+            raise CheckpointError(f"{path}: start step {step} outside 1..K")
+        self.start_prior, self.start_step = prior.to(self.prior.mean.device), step
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str = "cpu") -> Walkback:
@@ -231,6 +290,8 @@ class Walkback(nn.Module):
             raise CheckpointError(f"{weights_path}: unreadable safetensors file ({exc})") from None
         model = build_model(config).to(device)
         load_state(model, state, weights_path)
+        if (directory / START_PRIOR_FILE).is_file():
+            model._load_start_prior(directory / START_PRIOR_FILE)
         return model
 
 
@@ -259,17 +320,36 @@ def unit_min_var(config: Config, shape: tuple[int, ...]) -> float | torch.Tensor
     return floors
 
 
+def _build_ddpm(config: Config) -> Walkback:
+    """The DDPM baseline: a ``DiffusionOperator`` over the configured backbone, the sampling
+    levels as temperatures, the VP forward process as heating, and the prior ``N(0, I)``."""
+    shape, d = state_shape_of(config), config.diffusion
+    alphas_bar = vp_alphas_bar(d.levels, d.beta_schedule, beta_start=d.beta_start,
+                               beta_end=d.beta_end)
+    levels = sampling_levels(d.levels, config.schedule.num_steps)
+    operator = DiffusionOperator(build_backbone(config, shape), shape, alphas_bar, levels,
+                                 cond_dim=config.model.cond_dim, eta=d.eta, clip=d.clip)
+    return Walkback(operator, GaussianPrior(shape), levels, heating="vp", config=config)
+
+
 def build_model(config: Config) -> Walkback:
     """A freshly initialised ``Walkback`` for ``config`` (prior at N(0, I) until fitted)."""
+    if config.method == "ddpm":
+        return _build_ddpm(config)
     shape = state_shape_of(config)
     m, s = config.model, config.schedule
     rate = m.backbone == "rate"
+    temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
+    # noise_scale "beta" (the default under heating=fixed): steps in units of the fixed
+    # diffusion's beta_t = c T_t
+    beta = m.noise_scale == "beta" or (m.noise_scale == "auto" and config.train.heating == "fixed")
+    var_scale = float(fixed_diffusion_betas(temps)[0] / temps[0]) if beta else 1.0
     # the rate network: model.alpha is SPEC's leak a, mean = (1 - a) s + a phi(W s + b)
     operator = TransitionOperator(
         build_backbone(config, shape), shape, form=m.form, alpha=1 - m.alpha if rate else m.alpha,
         min_var=unit_min_var(config, shape), cond_dim=m.cond_dim, mean_scale=m.mean_scale,
+        var_scale=var_scale,
     )
-    temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
     return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config,
                     hidden_dim=m.hidden_units if rate else 0,
                     relax_steps=m.relax_steps if rate else 0)
@@ -281,6 +361,17 @@ def load(path: str | Path, *, device: str = "cpu") -> Walkback:
     if (path / "model").is_dir() or (path / "metrics.jsonl").exists():
         path = path / "model"  # a run folder
     return Walkback.from_pretrained(path, device=device)
+
+
+def start_part_way(model: Walkback, train: torch.Tensor, step: int, *, seed: int,
+                   batch_size: int) -> Walkback:
+    """``model.start_at(step, ...)`` with the prior fit to the first ``START_FIT_POINTS`` of
+    ``train`` (model space), heated on the model's device with a generator seeded
+    ``seed + START_FIT_SEED_OFFSET``: what training's end, ``fit-prior`` and ``evaluate``
+    ``--start-step`` share."""
+    x = train[:START_FIT_POINTS].to(model.prior.mean.device)
+    generator = torch.Generator(x.device).manual_seed(seed + START_FIT_SEED_OFFSET)
+    return model.start_at(step, x, batch_size=batch_size, generator=generator)
 
 
 def num_parameters(model: nn.Module) -> int:

@@ -170,3 +170,25 @@ def save_image_grid(images: torch.Tensor, path: str | Path, *, nrow: int = 10) -
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array[:, :, 0] if c == 1 else array).save(path, format="PNG")
     return path
+
+
+def plot_compare(curves: dict[str, list[list[tuple[float, float]]]], path: PathLike, *,
+                 y_label: str, title: str = "") -> Path:
+    """One line per name: the mean over its curves (one per seed) of ``value`` against
+    ``minutes``, the range over seeds shaded; curves are ``[(minutes, value), ...]``."""
+    fig, ax = plt.subplots(figsize=(PANEL_INCHES * 1.8, PANEL_INCHES))
+    for name, runs in curves.items():
+        runs = [r for r in runs if r]
+        if not runs:
+            continue
+        minutes = sorted({m for run in runs for m, _ in run})
+        table = np.array([[dict(run).get(m, np.nan) for m in minutes] for run in runs])
+        mean = np.nanmean(table, axis=0)
+        ax.plot(minutes, mean, marker="o", label=f"{name} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+        if len(runs) > 1:
+            ax.fill_between(minutes, np.nanmin(table, axis=0), np.nanmax(table, axis=0), alpha=0.2)
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel(y_label)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path, title)

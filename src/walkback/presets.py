@@ -120,6 +120,33 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The baselines, on the same backbones, loop, data, EMA and bf16 (docs/method.md, "Baselines"):
+# "-diffusion": a standard DDPM (1,000 linear-beta levels, epsilon prediction, simple loss; DDIM
+# with eta = 0 on schedule.num_steps = 30 levels); "-fixed": the walk-back loss on a fixed
+# Gaussian diffusion with the same temperature shape (NET-style), its steps in units of beta_t.
+_DIFFUSION: dict[str, Any] = {"method": "ddpm", "model": {"form": "conditioned"}}
+_FIXED: dict[str, Any] = {"model": {"form": "conditioned", "mean_scale": "noise", "init_var": 0.5},
+                          "train": {"heating": "fixed"}}
+
+
+def _baseline(preset: dict[str, Any], arm: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """``preset`` turned into a baseline ``arm`` (``_DIFFUSION`` or ``_FIXED``) plus ``changes``."""
+    result = copy.deepcopy(preset)
+    for section, values in [*arm.items(), *changes.items()]:
+        if isinstance(values, dict):
+            result.setdefault(section, {}).update(values)
+        else:
+            result[section] = values
+    return result
+
+
+_IMAGE_DIFFUSION = {"diffusion": {"clip": 1.0}}  # x0_hat clamped to the pixel range
+for _name in ("mog", "spiral", "mnist", "cifar10", "celeba32"):
+    PRESETS[f"{_name}-diffusion"] = _baseline(
+        PRESETS[_name], _DIFFUSION, **({} if _name in ("mog", "spiral") else _IMAGE_DIFFUSION))
+    PRESETS[f"{_name}-fixed"] = _baseline(PRESETS[_name], _FIXED)
+
+
 def get_preset(name: str) -> Config:
     """The resolved ``Config`` of preset ``name``."""
     if name not in PRESETS:

@@ -28,10 +28,12 @@ class ChainState:
 
 @dataclass
 class SampleResult:
-    """Final chain states ``samples`` and the means of the last step ``means``, ``(N, *shape)``."""
+    """What a sampler gives, ``(N, *shape)`` each: ``samples``, the noise-free output (the mean of
+    the last step, as a DDPM's last step adds no noise), and ``states``, the chains' last states
+    (that mean plus the last step's noise: where a longer chain would continue from)."""
 
     samples: torch.Tensor
-    means: torch.Tensor
+    states: torch.Tensor
 
 
 def chain_temperatures(heating: torch.Tensor, extra_steps: int = 0) -> torch.Tensor:
@@ -70,9 +72,9 @@ def anneal(
     generator: torch.Generator | None = None,
 ) -> SampleResult:
     """Run the cooling chain for ``num_samples`` chains (in batches of ``batch_size``) and return
-    the final states and the means of the last step."""
+    the means of the last step (``samples``) and the final states (``states``)."""
     batch_size = batch_size or num_samples
-    samples, means = [], []
+    states, means = [], []
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
         last = None
@@ -81,6 +83,6 @@ def anneal(
         ):
             pass
         assert last is not None
-        samples.append(last.state)
+        states.append(last.state)
         means.append(last.mean if last.mean is not None else last.state)
-    return SampleResult(torch.cat(samples), torch.cat(means))
+    return SampleResult(samples=torch.cat(means), states=torch.cat(states))

@@ -26,10 +26,11 @@ from .checkpoint import (
     Checkpoint, latest_checkpoint, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors,
     prune_checkpoints, save_checkpoint,
 )
-from .config import Config, config_from_dict, config_to_dict, config_to_json
+from .config import Config, config_from_dict, config_to_dict, config_to_json, save_minutes
 from .data.images import dequantize_model_space
 from .data.loader import DataSplits, batch_indices, load_image_splits, load_splits
 from .data.toy import TOY_DATASETS
+from .diffusion import denoising_loss
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
 from .objective import (
@@ -42,7 +43,7 @@ __all__ = ["TrainResult", "train", "resolve_device", "enable_fast_kernels", "loa
            "load_data"]
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model", "figures", "eval.json",
-             "samples.npz")
+             "samples.npz", "snapshots")
 
 
 PRIOR_FIT_POINTS = 5000  # lifted training points the prior is first fitted to (hidden units)
@@ -150,9 +151,25 @@ def _autocast(config: Config, x: torch.Tensor) -> torch.autocast:
     return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.train.amp == "bf16")
 
 
+def _train_denoising_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
+                               x: torch.Tensor, config: Config, generator: torch.Generator,
+                               step: int) -> dict[str, float]:
+    """The DDPM baseline: one update of the simple loss at random noise levels (one transition,
+    the step from one level, per example); returns this minibatch's statistics."""
+    if config.train.dequantize:
+        x = dequantize_model_space(x, generator=generator)
+    with _autocast(config, x):
+        loss = denoising_loss(model.operator, x, generator=generator).mean()
+    norm = _update(model, ema, opt, loss, config, f"step {step}, the denoising loss")
+    return {"loss_per_dim": float(loss.detach()), "grad_norm": float(norm), "updates": 1,
+            "transitions": len(x)}
+
+
 def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, x: torch.Tensor,
                      config: Config, generator: torch.Generator, step: int) -> dict[str, float]:
     """Heat ``x`` and train the walk back; returns this minibatch's statistics."""
+    if config.method == "ddpm":
+        return _train_denoising_minibatch(model, ema, opt, x, config, generator, step)
     if config.train.dequantize:
         x = dequantize_model_space(x, generator=generator)
     x = model.lift(x, generator=generator)  # the data itself, or [x; relaxed h] (rate network)
@@ -163,7 +180,7 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
     max_var = config.schedule.max_variance or None
     temps = model.temperatures.cpu()
     heating = model.heating_path(temps)  # all K steps; the stop rule may end heating early
-    terms, norms, noise = [], [], []
+    terms, norms, noise, scored = [], [], [], len(x)  # scored: walk-back terms per heating step
     if cfg.mode == "online":
         s = x
         for t in range(heating.num_steps):
@@ -204,7 +221,7 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
         where = f"step {step}, {n} of {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
         norms.append(_update(model, ema, opt, total.mean() / dim, config, where))
         terms = [total.detach().mean() / path.num_steps] * path.num_steps
-        s, noise = path.states[-1], path.noise_var
+        s, noise, scored = path.states[-1], path.noise_var, len(x) * n / path.num_steps
     elif cfg.objective == "bound":
         with _autocast(config, x):
             path = walk_away(heating, x, generator=generator, max_variance=max_var,
@@ -228,30 +245,31 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
     mean_term = float(torch.stack(terms).mean())
     return {"loss_nats": mean_term, "loss_per_dim": mean_term / dim,
             "grad_norm": float(torch.stack(norms).mean()),
-            "num_heating_steps": int(model.num_active),
+            "num_heating_steps": int(model.num_active), "transitions": round(scored * len(noise)),
             "prior_var": float(model.prior.var.mean()), "updates": len(norms),
             # batch-mean heating noise T_t * var of the first and last heating steps
             "heat_var_first": float(noise[0]), "heat_var_last": float(noise[-1])}
 
 
 def _save(run_dir: Path, step: int, model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
-          generator: torch.Generator, config: Config) -> None:
+          generator: torch.Generator, config: Config, train_seconds: float) -> None:
     opt_tensors, opt_meta = optimizer_to_tensors(opt)
     tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
                **{f"ema.{k}": v for k, v in ema.state_dict().items()},
                **opt_tensors, "rng.generator": generator.get_state()}
-    meta = {"config": config_to_dict(config), "optimizer": opt_meta}
+    meta = {"config": config_to_dict(config), "optimizer": opt_meta, "train_seconds": train_seconds}
     save_checkpoint(run_dir / "checkpoints", step, Checkpoint(tensors, meta),
                     max_file_bytes=max_file_bytes(config))
     prune_checkpoints(run_dir / "checkpoints", config.train.keep_checkpoints)
 
 
 def _restore(run_dir: Path, model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
-             generator: torch.Generator, config: Config) -> int:
-    """Load the newest checkpoint into model, EMA, optimizer and RNG; returns its step."""
+             generator: torch.Generator, config: Config) -> tuple[int, float]:
+    """Load the newest checkpoint into model, EMA, optimizer and RNG; returns its step and the
+    seconds trained until then."""
     path = latest_checkpoint(run_dir / "checkpoints")
     if path is None:
-        return 0
+        return 0, 0.0
     ckpt = load_checkpoint(path)
     # resolved through today's defaults, so a key added since the checkpoint was written (at
     # its default value) is not a difference
@@ -274,7 +292,7 @@ def _restore(run_dir: Path, model: Walkback, ema: Walkback, opt: torch.optim.Opt
     load_state(ema, part("ema."), path)
     optimizer_from_tensors(opt, ckpt.tensors, ckpt.meta["optimizer"])
     generator.set_state(ckpt.tensors["rng.generator"].cpu())
-    return int(ckpt.meta["step"])
+    return int(ckpt.meta["step"]), float(ckpt.meta.get("train_seconds", 0.0))
 
 
 class MetricsLog:
@@ -311,8 +329,10 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)
     train_x = data.train.to(device)
-    # the prior is over full states: with hidden units, fit it to lifted data (a subset)
-    model.prior.fit(model.lift(train_x[:PRIOR_FIT_POINTS]) if model.hidden_dim else train_x)
+    # the prior is over full states: with hidden units, fit it to lifted data (a subset); the
+    # DDPM's stays N(0, I)
+    if config.method != "ddpm":
+        model.prior.fit(model.lift(train_x[:PRIOR_FIT_POINTS]) if model.hidden_dim else train_x)
     ema = copy.deepcopy(model).requires_grad_(False)
     if cfg.compile:
         model.operator.backbone.compile()  # in place: state-dict keys are unchanged
@@ -320,34 +340,66 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     generator = torch.Generator(device).manual_seed(config.seed)
 
     # --- resume: model, EMA, optimizer, prior, RNG and step (the step fixes the data position)
-    step = _restore(run_dir, model, ema, opt, generator, config) if resume else 0
+    step, seconds = _restore(run_dir, model, ema, opt, generator, config) if resume else (0, 0.0)
     if resume:
         atomic_write_text(run_dir / "config.json", config_to_json(config))
     log = MetricsLog(run_dir / "metrics.jsonl", step)
 
     # --- step
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="batch")
-    started, updates, first_step = time.perf_counter(), 0, step
+    # the training clock (time_limit_s, snapshots) goes on from the checkpoint's seconds; the
+    # throughput counts this process's work only
+    started = time.perf_counter() - seconds
+    resumed, updates, transitions, first_step = time.perf_counter(), 0, 0, step
+    snapshot_minutes = [m for m in save_minutes(cfg.save_minutes) if 60 * m > seconds]
     while step < cfg.steps:
         x = train_x[batch_indices(len(train_x), cfg.batch_size, step, seed=config.seed).to(device)]
         stats = _train_minibatch(model, ema, opt, x, config, generator, step)
         step, updates = step + 1, updates + int(stats["updates"])
+        transitions += int(stats["transitions"])
         bar.update(1)
 
-        # --- maintenance: metrics, progress bar, checkpoints
-        out_of_time = 0 < cfg.time_limit_s <= time.perf_counter() - started
+        # --- maintenance: metrics, progress bar, snapshots, checkpoints
+        elapsed = time.perf_counter() - started
+        out_of_time = 0 < cfg.time_limit_s <= elapsed
         if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
-            elapsed = time.perf_counter() - started
-            log.write({"step": step, **stats, "updates_per_s": updates / elapsed,
-                       "images_per_s": (step - first_step) * len(x) / elapsed})
-            bar.set_postfix(loss=f"{stats['loss_nats']:.3f}")
+            busy = time.perf_counter() - resumed
+            log.write({"step": step, **stats, "updates_per_s": updates / busy,
+                       "images_per_s": (step - first_step) * len(x) / busy,
+                       "transitions_per_s": transitions / busy, "train_seconds": elapsed})
+            bar.set_postfix(loss=f"{stats['loss_per_dim']:.4f}")
+        while snapshot_minutes and elapsed >= 60 * snapshot_minutes[0]:
+            paused = time.perf_counter()
+            _save_snapshot(run_dir, snapshot_minutes.pop(0), step, elapsed, ema, train_x, config)
+            started += time.perf_counter() - paused  # the snapshot's time is not training time
+            resumed += time.perf_counter() - paused
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
-            _save(run_dir, step, model, ema, opt, generator, config)
+            _save(run_dir, step, model, ema, opt, generator, config, elapsed)
         if callback is not None:
             callback(step)
         if out_of_time:
             break
     bar.close()
-    ema.eval()
-    ema.save_pretrained(run_dir / "model", max_file_bytes=max_file_bytes(config))
+    _finish_model(ema, train_x, config, run_dir / "model")
     return TrainResult(run_dir, step, ema)
+
+
+def _finish_model(ema: Walkback, train_x: torch.Tensor, config: Config, folder: Path) -> None:
+    """Save the EMA model into ``folder``, with the prior of its part-way start when the config
+    asks for one (``sample.start_step``), fitted to the training data now."""
+    ema.eval()
+    if config.sample.start_step:
+        ema.fit_start_prior(config.sample.start_step, train_x, seed=config.seed,
+                            batch_size=config.sample.batch_size)
+    ema.save_pretrained(folder, max_file_bytes=max_file_bytes(config))
+
+
+def _save_snapshot(run_dir: Path, minutes: float, step: int, elapsed: float, ema: Walkback,
+                   train_x: torch.Tensor, config: Config) -> None:
+    """The EMA model after ``minutes`` of training, in ``snapshots/min<minutes>/`` with the step
+    and seconds it had trained (``snapshot.json``); the equal-time comparison reads these."""
+    folder = run_dir / "snapshots" / f"min{minutes:g}"
+    _finish_model(ema, train_x, config, folder)
+    ema.train()
+    atomic_write_text(folder / "snapshot.json", json.dumps(
+        {"minutes": minutes, "step": step, "train_seconds": elapsed}))

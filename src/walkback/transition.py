@@ -72,8 +72,10 @@ def log_temperature_embedding(temperature: torch.Tensor, dim: int) -> torch.Tens
 class TransitionOperator(nn.Module):
     """A diagonal-Gaussian transition operator built around a backbone ``(s, cond) -> (F, G)``.
 
-    ``var = softplus(G) + min_var``, noise ``T * var`` (``min_var``: a number, or a tensor of one
-    state's shape that gives each unit its own floor), and
+    ``var = var_scale * (softplus(G) + min_var)``, noise ``T * var`` (``min_var``: a number, or a
+    tensor of one state's shape that gives each unit its own floor; ``var_scale`` is 1 for VW, and
+    ``c`` for an operator that walks back the fixed diffusion ``beta_t = c T_t``, so that its
+    step variance is measured in units of the heating step's own ``beta_t``), and
     ``mean_scale="none"``: ``mean = alpha * s + (1 - alpha) * F`` (the 2017 form), or
     ``mean_scale="noise"``: ``mean = s + (1 - alpha) * sqrt(T * var) * (F - s)``: the backbone's
     residual ``F - s`` is measured in units of the step's own noise standard deviation (a
@@ -94,6 +96,7 @@ class TransitionOperator(nn.Module):
         min_var: float | torch.Tensor = 1e-6,
         cond_dim: int = 32,
         mean_scale: MeanScale = "none",
+        var_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if form not in ("2017", "conditioned"):
@@ -105,6 +108,7 @@ class TransitionOperator(nn.Module):
         self.data_shape = tuple(data_shape)
         self.form = form
         self.alpha = alpha
+        self.var_scale = var_scale
         self.min_var: float | torch.Tensor
         if isinstance(min_var, torch.Tensor):  # per-unit floors; built from the config on load
             self.register_buffer("min_var", min_var.detach().clone(), persistent=False)
@@ -123,7 +127,7 @@ class TransitionOperator(nn.Module):
         min_var = self.min_var
         if isinstance(min_var, torch.Tensor):
             min_var = min_var.to(s.dtype)
-        var = F.softplus(g.to(s.dtype)) + min_var
+        var = (F.softplus(g.to(s.dtype)) + min_var) * self.var_scale
         step = GaussianStep(mean=s, var=var, temperature=t)
         if self.mean_scale == "noise":
             step.mean = s + (1 - self.alpha) * step.total_var.sqrt() * (f.to(s.dtype) - s)

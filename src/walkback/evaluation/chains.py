@@ -1,8 +1,8 @@
 """One set of sampling chains with snapshots (EVALUATION.md, "Long chains").
 
 ``N`` chains start from ``p*``, cool through ``T_K .. T_1`` (``K`` steps) and continue at ``T = 1``;
-the chain state (the sample; with ``report="mean"`` the mean of the step that produced it for the
-images, SPEC.md "Sampling") is captured after ``E`` extra steps for every requested ``E``, all
+the images (``report="samples"``: the mean of the step that produced each state, the noise-free
+output; ``report="states"``: the chain states themselves, docs/method.md "Sampling") is captured after ``E`` extra steps for every requested ``E``, all
 from the same starting draws (``sampler.anneal_progressive`` with
 block noise: nothing depends on the batch size). Mixing, in model space, per dimension:
 
@@ -130,12 +130,12 @@ def _finish(acc: dict[int, _Acc], num: int, k: int) -> ChainRun:
 
 @torch.no_grad()
 def run_chains(model, num: int, extra_steps: Sequence[int], *, seed: int, batch_size: int,
-               block: int = DEFAULT_BLOCK, progress: bool = False, report: str = "sample") -> ChainRun:
+               block: int = DEFAULT_BLOCK, progress: bool = False, report: str = "samples") -> ChainRun:
     """Run ``num`` chains of ``model`` (a ``Walkback``) to ``K + max(extra_steps)`` steps and keep
-    the snapshots at each ``E`` in ``extra_steps``; ``report``: "sample" (the chain state) or
-    "mean" (the mean of the step that produced it) becomes the snapshot's images."""
-    if report not in ("sample", "mean"):
-        raise ValueError(f"report must be 'sample' or 'mean', got {report!r}")
+    the snapshots at each ``E`` in ``extra_steps``; ``report``: "samples" (the mean of the step
+    that produced each state) or "states" (the chain states) becomes the snapshot's images."""
+    if report not in ("samples", "states"):
+        raise ValueError(f"report must be 'samples' or 'states', got {report!r}")
     wanted = sorted(set(extra_steps))
     temps, device = model.active_temperatures, model.prior.mean.device
     k, e_max = len(temps), wanted[-1]
@@ -149,7 +149,7 @@ def run_chains(model, num: int, extra_steps: Sequence[int], *, seed: int, batch_
         previous, last_snapshot = None, None
         for item in chain:
             if item.index - k in acc:
-                shown = item.mean if report == "mean" else item.state
+                shown = item.mean if report == "samples" and item.mean is not None else item.state
                 _capture(acc[item.index - k], item.state, shown, previous, last_snapshot, start)
                 last_snapshot = item.state
             previous = item.state

@@ -12,13 +12,13 @@ from .chains import ChainRun
 from .context import ImageData
 from .noise import DEFAULT_BLOCK
 
-__all__ = ["REPORTED", "REPORTED_MEAN", "quality_sections", "chain_section", "bound_section",
+__all__ = ["REPORTED", "REPORTED_STATES", "quality_sections", "chain_section", "bound_section",
            "parzen_section"]
 
-REPORTED = ("chain state (the sample, not the mean of the last step), clipped to [-1, 1] and "
+REPORTED = ("samples: the mean of the last step (the noise-free output), clipped to [-1, 1] and "
             "rounded to uint8 for the metrics")
-REPORTED_MEAN = ("mean of the last step (not the sample: the step's T = 1 noise left out), "
-                 "clipped to [-1, 1] and rounded to uint8 for the metrics")
+REPORTED_STATES = ("states: the chains' states (the last step's noise included), clipped to "
+                   "[-1, 1] and rounded to uint8 for the metrics")
 PARZEN_VALIDATION = 10_000  # the last images of the train split (GAN / GSN protocol)
 
 

@@ -1,0 +1,275 @@
+"""Equal-time comparison of presets (docs/evaluation.md, "Comparing methods").
+
+Every arm (a preset and a seed) trains for the same wall-clock minutes on the same device, one
+after the other, through the one training loop (``train.time_limit_s``), saving its EMA model at
+fixed minutes (``train.save_minutes``). Then each arm's final model is evaluated as a user gets
+it (``samples``: the noise-free output of ``model.sample``): images with ``evaluate_image_run``
+(FID, KID, the bound in bits/dim, FID after E = 0 / K / 10K extra steps at T = 1), toys with
+``evaluate_run``; every saved model gets the sample metric again (FID, or the toy metrics), for
+the metric-against-minutes plot. Throughput comes from the runs' ``metrics.jsonl`` (training
+images/s and transitions/s) and from timing ``model.sample`` (network evaluations/s).
+
+Written to ``out_dir``: ``compare.json`` (everything, per arm and seed), ``compare.md`` (the
+table: mean and spread over seeds per preset) and ``compare.png`` (the sample metric against
+training minutes, one line per preset, the seeds' spread shaded).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import atomic_write_text
+from .config import Config, apply_overrides
+from .data.toy import TOY_DATASETS, toy_modes
+from .evaluate import evaluate_run, read_metrics, write_samples
+from .evaluate_images import ImageEvalOptions, evaluate_image_run, evaluate_samples_file
+from .evaluation.report import jsonable, machine
+from .metrics import toy_metrics
+from .model import Walkback, load
+from .plots import plot_compare
+from .presets import get_preset
+from .train import load_data, resolve_device, train
+
+__all__ = ["CompareOptions", "compare", "arm_config"]
+
+UNLIMITED_STEPS = 10**9  # arms stop on time, not on a step count
+
+
+@dataclass
+class CompareOptions:
+    """``walkback compare``: presets, minutes per arm, seeds, where; ``save_at``: minutes at which
+    every arm's model is also saved and scored (default: about 5 evenly spaced)."""
+
+    presets: list[str]
+    minutes: float
+    out_dir: Path
+    seeds: list[int] = field(default_factory=lambda: [0])
+    save_at: list[float] | None = None
+    sets: list[str] = field(default_factory=list)
+    num_samples: int | None = None
+    device: str = "auto"
+    fid_weights: str | None = None
+    cache_dir: str | None = None
+    data_root: str | None = None
+    amp: str = "none"
+    progress: bool = True
+    command: str | None = None
+
+
+def _save_at(options: CompareOptions) -> list[float]:
+    if options.save_at is not None:
+        return sorted(m for m in options.save_at if m < options.minutes)
+    step = options.minutes / 5
+    return [round(step * i, 3) for i in range(1, 5)]
+
+
+def arm_config(preset: str, seed: int, options: CompareOptions) -> Config:
+    """The preset with the comparison's overrides: its seed, the time limit, the saved minutes."""
+    minutes = ",".join(f"{m:g}" for m in _save_at(options))
+    return apply_overrides(get_preset(preset), [
+        *options.sets, f"seed={seed}", f"train.steps={UNLIMITED_STEPS}",
+        f"train.time_limit_s={60 * options.minutes}", f"train.save_minutes={minutes}",
+        f"train.device={options.device}",
+    ])
+
+
+def _train_arm(config: Config, run_dir: Path, progress: bool) -> None:
+    """Train (or finish, after a kill) one arm; a finished arm is kept as it is."""
+    if (run_dir / "model").is_dir():
+        return
+    resume = (run_dir / "config.json").is_file()
+    train(config, run_dir, resume=resume, progress=progress)
+
+
+def _sampling_rate(model: Walkback, num: int, device: torch.device) -> float:
+    """Network evaluations per second of ``model.sample`` (``num`` chains, ``K`` steps each)."""
+    generator = torch.Generator(device).manual_seed(0)
+    k = model.start_step or len(model.active_temperatures)
+    model.sample(min(num, 64), generator=generator)  # warm-up (kernels, autotuning)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    model.sample(num, generator=generator)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return num * k / (time.perf_counter() - started)
+
+
+def _toy_scores(model: Walkback, config: Config, n: int) -> dict[str, Any]:
+    """The toy metrics of ``n`` samples (seed 0)."""
+    data = load_data(config)
+    device = model.prior.mean.device
+    samples = model.sample(n, generator=torch.Generator(device).manual_seed(0)).samples.cpu()
+    return toy_metrics(config.data.name, samples, data.train, data.heldout)
+
+
+def _image_options(options: CompareOptions, metrics: str) -> ImageEvalOptions:
+    return ImageEvalOptions(metrics=metrics, num_samples=options.num_samples,
+                            chain_steps="0,K,10K", device=options.device,
+                            fid_weights=options.fid_weights, cache_dir=options.cache_dir,
+                            data_root=options.data_root, progress=options.progress,
+                            amp=options.amp, command=options.command, floor=False)
+
+
+def _snapshot_fid(model: Walkback, config: Config, folder: Path, options: CompareOptions) -> float:
+    """FID of a saved model's samples: written as a samples file in ``folder`` and scored."""
+    n = options.num_samples or config.sample.num_samples
+    device = model.prior.mean.device
+    result = model.sample(n, batch_size=config.sample.batch_size,
+                          generator=torch.Generator(device).manual_seed(0))
+    path = folder / "samples.npz"
+    write_samples(path, result.samples, meta={"data": config.data.name, "N": n, "seed": 0})
+    scored = evaluate_samples_file(path, data=config.data.name,
+                                   data_root=options.data_root or config.data.root,
+                                   options=_image_options(options, "fid"), out_dir=folder / "eval")
+    return float(scored["fid"]["value"])
+
+
+def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
+                options: CompareOptions) -> dict[str, Any]:
+    """Everything one arm reports: throughput, the final model's metrics, the saved models'."""
+    device = resolve_device(options.device, setting="--device")
+    records = read_metrics(run_dir / "metrics.jsonl")
+    last = records[-1] if records else {}
+    toy = config.data.name in TOY_DATASETS
+    model = load(run_dir, device=str(device)).eval()
+    n = options.num_samples or config.sample.num_samples
+    arm: dict[str, Any] = {
+        "preset": preset, "seed": seed, "run_dir": str(run_dir), "method": config.method,
+        "heating": config.train.heating, "train_steps": last.get("step"),
+        "train_seconds": last.get("train_seconds"), "images_per_s": last.get("images_per_s"),
+        "transitions_per_s": last.get("transitions_per_s"),
+        "sampling_evals_per_s": _sampling_rate(model, config.sample.batch_size, device),
+        "K": model.start_step or len(model.active_temperatures),
+    }
+    if toy:
+        final = evaluate_run(run_dir, num_samples=n, device=str(device), progress=options.progress,
+                             command=options.command)
+        arm["chain"] = {s["label"]: s["metrics"] for s in final["chain"]["snapshots"]}
+        arm["bound_nats"] = final["bound"]["estimates"][-1]["log_bound"]
+    else:
+        final = evaluate_image_run(run_dir, _image_options(options, "fid,kid,bound,chain"))
+        arm["fid"], arm["kid"] = final["fid"]["value"], final["kid"]["value"]
+        arm["bits_per_dim"] = final["bound"]["estimates"][-1]["bits_per_dim"]
+        arm["chain_fid"] = {f"E={s['E']}": s.get("fid") for s in final["chain"]["snapshots"]}
+    arm["curve"] = []
+    for folder in sorted((run_dir / "snapshots").glob("min*"), key=_snapshot_minutes):
+        saved = json.loads((folder / "snapshot.json").read_text())
+        snap = load(folder, device=str(device)).eval()
+        score = (_toy_scores(snap, config, n) if toy else
+                 {"fid": _snapshot_fid(snap, config, folder, options)})
+        arm["curve"].append({"minutes": saved["minutes"], "step": saved["step"], **score})
+    final_score = (_toy_scores(model, config, n) if toy else {"fid": arm["fid"]})
+    arm["curve"].append({"minutes": options.minutes, "step": last.get("step"), **final_score})
+    return arm
+
+
+def _snapshot_minutes(folder: Path) -> float:
+    return float(folder.name[3:])
+
+
+def _metric_of(data_name: str) -> tuple[str, str]:
+    """The curve's metric (key, label): FID for images; for toys the fraction within 3 std of a
+    mode (mixtures) or the nearest-distance ratio."""
+    if data_name not in TOY_DATASETS:
+        return "fid", "FID (samples)"
+    if toy_modes(data_name) is not None:
+        return "fraction_within_3std", "fraction within 3 std of a mode"
+    return "nearest_distance_ratio", "nearest-distance ratio (1 = as close as held-out data)"
+
+
+def _spread(values: list[float | None]) -> str:
+    """``mean +- std`` over seeds (the std only with at least two values)."""
+    xs = [v for v in values if v is not None and math.isfinite(v)]
+    if not xs:
+        return "n/a"
+    mean = statistics.fmean(xs)
+    fmt = ".3g" if abs(mean) < 1000 else ".0f"
+    if len(xs) < 2:
+        return format(mean, fmt)
+    return f"{mean:{fmt}} ± {statistics.stdev(xs):.2g}"
+
+
+def _table_rows(arms: list[dict[str, Any]], toy: bool) -> list[str]:
+    """A markdown table: one row per preset, each cell the mean and spread over its seeds."""
+    if toy:
+        columns = [("modes E=0", lambda a: a["chain"]["E=0"].get("modes_covered")),
+                   ("within 3 std E=0", lambda a: a["chain"]["E=0"].get("fraction_within_3std")),
+                   ("within 3 std E=10K", lambda a: a["chain"]["E=10K"].get("fraction_within_3std")),
+                   ("min weight E=0", lambda a: min(a["chain"]["E=0"].get("mode_weights") or [math.nan])),
+                   ("nearest ratio E=0", lambda a: a["chain"]["E=0"]["nearest_distance_ratio"]),
+                   ("nearest ratio E=10K", lambda a: a["chain"]["E=10K"]["nearest_distance_ratio"]),
+                   ("bound (nats/point)", lambda a: a["bound_nats"])]
+    else:
+        columns = [("FID", lambda a: a["fid"]), ("KID", lambda a: a["kid"]),
+                   ("bits/dim", lambda a: a["bits_per_dim"]),
+                   *[(f"FID {e}", lambda a, e=e: a["chain_fid"].get(e)) for e in ("E=0", "E=K", "E=10K")]]
+    columns += [("train steps", lambda a: a["train_steps"]),
+                ("images/s", lambda a: a["images_per_s"]),
+                ("transitions/s", lambda a: a["transitions_per_s"]),
+                ("sampling evals/s", lambda a: a["sampling_evals_per_s"]), ("K", lambda a: a["K"])]
+    presets = list(dict.fromkeys(a["preset"] for a in arms))
+    rows = ["| preset | seeds | " + " | ".join(name for name, _ in columns) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    for preset in presets:
+        mine = [a for a in arms if a["preset"] == preset]
+        cells = [_spread([_number(get, a) for a in mine]) for _, get in columns]
+        rows.append(f"| {preset} | {len(mine)} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _number(get, arm: dict[str, Any]) -> float | None:
+    try:
+        value = get(arm)
+    except (KeyError, TypeError):
+        return None
+    return None if value is None else float(value)
+
+
+def compare(options: CompareOptions) -> dict[str, Any]:
+    """Train every preset x seed for ``options.minutes``, evaluate, write the table and plot."""
+    if not options.presets:
+        raise ValueError("compare: no presets given")
+    configs = {(p, s): arm_config(p, s, options) for p in options.presets for s in options.seeds}
+    names = {c.data.name for c in configs.values()}
+    if len(names) != 1:
+        raise ValueError(f"compare: the presets use different data sets ({', '.join(sorted(names))})")
+    out = Path(options.out_dir)
+    for (preset, seed), config in configs.items():  # train every arm first, then score them all
+        _train_arm(config, out / preset / f"seed{seed}", options.progress)
+    arms = [_arm_result(p, s, out / p / f"seed{s}", c, options) for (p, s), c in configs.items()]
+    data_name = names.pop()
+    key, label = _metric_of(data_name)
+    device = resolve_device(options.device, setting="--device")
+    result = jsonable({
+        "command": options.command, "machine": machine(device), "data": data_name,
+        "minutes": options.minutes, "seeds": options.seeds, "save_at": _save_at(options),
+        "sets": options.sets, "curve_metric": key, "arms": arms,
+    })
+    toy = data_name in TOY_DATASETS
+    title = (f"{data_name}: {options.minutes:g} min per arm on {result['machine']['name']}, "
+             f"seeds {','.join(map(str, options.seeds))}")
+    table = [f"# {title}", "", *_table_rows(arms, toy), "",
+             f"command: `{options.command}`" if options.command else ""]
+    plot_compare({a["preset"]: [] for a in arms} | _curves(arms, key), out / "compare.png",
+                 y_label=label, title=title)
+    atomic_write_text(out / "compare.md", "\n".join(table) + "\n")
+    atomic_write_text(out / "compare.json", json.dumps(result, indent=2, allow_nan=False))
+    return result
+
+
+def _curves(arms: list[dict[str, Any]], key: str) -> dict[str, list[list[tuple[float, float]]]]:
+    """Per preset, one ``(minutes, value)`` curve per seed."""
+    curves: dict[str, list[list[tuple[float, float]]]] = {}
+    for arm in arms:
+        points = [(c["minutes"], float(c[key])) for c in arm["curve"] if c.get(key) is not None]
+        curves.setdefault(arm["preset"], []).append(points)
+    return curves
