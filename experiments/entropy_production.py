@@ -21,7 +21,7 @@ if __name__ == "__main__":
         generator = torch.Generator().manual_seed(0)
         # full operator states (for the rate network [v; h], not model.sample's visible part)
         start = anneal(model.operator, model.prior, model.active_temperatures, CHAINS,
-                       generator=generator).samples
+                       generator=generator).states
         ep = entropy_production(model.operator, start, temperature=1.0, burn_in=BURN,
                                 steps=STEPS, generator=generator)
         print(f"{run}: EP = {ep.mean:.4g} nats/step, 95% CI [{ep.ci_low:.4g}, {ep.ci_high:.4g}] "

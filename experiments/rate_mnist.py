@@ -60,7 +60,7 @@ def main(out: Path, runs: list[str]) -> None:
         name = Path(run).name
         Image.fromarray(grid.numpy()).save(out / f"{name}_samples.png")
         start = anneal(model.operator, model.prior, model.active_temperatures, EP_CHAINS,
-                       generator=generator).samples  # full states [v; h]
+                       generator=generator).states  # full states [v; h]
         ep = entropy_production(model.operator, start, temperature=1.0, burn_in=EP_BURN,
                                 steps=EP_STEPS, generator=generator)
         entry["ep_nats_per_step"] = {"mean": ep.mean, "ci95": [ep.ci_low, ep.ci_high],

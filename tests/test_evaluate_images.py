@@ -7,6 +7,7 @@ the mixing statistics of frozen versus mixing chains."""
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -291,8 +292,12 @@ def test_start_step_starts_the_chains_part_way_up_and_says_so(
     assert (run / "eval.json").read_text() == "previous"
     samples = tmp_path / "s.npz"
     assert main(["sample", "--run-dir", str(run), "--num-samples", "4", "--out", str(samples),
-                 "--start-step", "1", "--data-root", str(mnist_root)]) == 0
-    assert json.loads(str(np.load(samples)["meta"]))["K"] == 1
+                 "--start-step", "1"]) == 2  # no prior saved for step 1 yet
+    assert "walkback fit-prior --run-dir RUN --start-step 1" in _one_line(capsys.readouterr().err)
+    assert main(["fit-prior", "--run-dir", str(run), "--start-step", "1", "--data-root",
+                 str(mnist_root), "--device", "cpu"]) == 0
+    assert main(["sample", "--run-dir", str(run), "--num-samples", "4", "--out", str(samples)]) == 0
+    assert json.loads(str(np.load(samples)["meta"]))["K"] == 1  # the saved start step is the default
     assert main(["evaluate", "--samples", str(samples), "--data", "mnist", "--data-root",
                  str(mnist_root), "--start-step", "2", *common[4:]]) == 2
     assert "--start-step" in _one_line(capsys.readouterr().err)
@@ -371,3 +376,27 @@ def test_report_samples_scores_the_last_steps_mean_and_keeps_the_chains() -> Non
     assert mean.at(5).move_from_previous == sample.at(5).move_from_previous
     with pytest.raises(ValueError, match="report"):
         run_chains(_linear_model(-1.0, 1.0), 4, [0], seed=0, batch_size=4, report="median")
+
+
+@pytest.mark.parametrize("preset", ["mnist-diffusion", "mnist-fixed"])
+def test_baseline_image_runs_train_and_evaluate_in_the_same_loop(
+        preset: str, mnist_root: Path, tmp_path: Path) -> None:
+    """The baselines on a tiny U-Net: the same loop trains them, the same evaluation scores their
+    samples, chains and bound (the DDPM's on all of its levels), the same files hold them."""
+    levels = ["diffusion.levels=20"] if preset == "mnist-diffusion" else []
+    config = apply_overrides(get_preset(preset), [
+        "model.channels=8", "model.channel_mults=1", "model.num_res_blocks=1",
+        "schedule.num_steps=4", "train.steps=2", "train.batch_size=8", "train.amp=none",
+        "train.device=cpu", "train.log_every=1", f"data.root={mnist_root}",
+        f"sample.num_samples={N_SAMPLES}", "sample.batch_size=8", "train.max_file_mb=0", *levels])
+    run = tmp_path / "run"
+    train(config, run, progress=False)
+    result = evaluate_image_run(run, _options(tmp_path / "cache", metrics="fid,bound,chain",
+                                              chain_steps="0,K", bound_points=8, num_paths=1))
+    assert result["fid"]["value"] is not None and result["K"] == 4
+    assert [s["E"] for s in result["chain"]["snapshots"]] == [0, 4]
+    bound = result["bound"]
+    assert bound["protocol"]["K"] == (20 if preset == "mnist-diffusion" else 4)
+    assert math.isfinite(bound["estimates"][0]["bits_per_dim"])
+    if preset == "mnist-diffusion":  # the denoised estimate is clamped to the pixel range
+        assert result["samples"]["outside_fraction"] == 0.0

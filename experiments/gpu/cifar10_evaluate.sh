@@ -7,11 +7,11 @@ export PYTHONPATH=src
 EV="--fid-weights $W --data-root $D --cache-dir /tmp/cache --amp bf16 --device cuda --no-progress --batch-size 2000"
 T0=$(date +%s)
 timeout 380 python3 -m walkback evaluate --run-dir runs/cifar10 --metrics fid,kid,chain \
-  --chain-steps 0,K,10K --num-samples 10000 --report mean $EV
+  --chain-steps 0,K,10K --num-samples 10000 --report samples $EV
 cp runs/cifar10/eval.json runs/cifar10/eval_main.json
 # chains that start from a Gaussian fit to train images heated 20 steps, then 10 steps at T = 1
 timeout 120 python3 -m walkback evaluate --run-dir runs/cifar10 --start-step 20 --metrics fid,kid,chain \
-  --chain-steps 0,10 --num-samples 10000 --report mean $EV
+  --chain-steps 0,10 --num-samples 10000 --report samples $EV
 cp runs/cifar10/eval.json runs/cifar10/eval_start20.json
 timeout $(( LEFT - ($(date +%s) - T0) )) python3 -m walkback evaluate --run-dir runs/cifar10 \
   --metrics bound --num-paths 16 --bound-points 500 $EV

@@ -354,7 +354,7 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, seed: i
                           progress=progress)
     chain = _chain_section(data, captured, base)
     x = data.heldout[:MAX_BOUND_POINTS].to(dev)
-    bound = _bound_section(model, data.name, x, m, seed + 1)
+    bound = _bound_section(model.bound_model(), data.name, x, m, seed + 1)
 
     fig_dir = run_dir / "figures"
     figures = _chain_figures(data, captured, chain["curve"], fig_dir, base)

@@ -119,9 +119,19 @@ class Walkback(nn.Module):
         self.config = config
         self.register_buffer("temperatures", temperatures.to(torch.float64))
         self.register_buffer("num_active", torch.tensor(len(temperatures)))
-        # the prior of a part-way start and its heating step (0: none); saved beside the weights
-        self.start_prior: GaussianPrior | None = None
-        self.start_step = 0
+        # the heating step of a part-way start and its prior ((0, None): none), saved beside the
+        # weights, not in the state dict (a tuple, so that the prior is not a submodule)
+        self._start: tuple[int, GaussianPrior | None] = (0, None)
+
+    @property
+    def start_step(self) -> int:
+        """The heating step sampling starts from by default (0: the top, ``K``)."""
+        return self._start[0]
+
+    @property
+    def start_prior(self) -> GaussianPrior | None:
+        """The prior fitted to the training data heated ``start_step`` steps (``None``: none)."""
+        return self._start[1]
 
     @property
     def active_temperatures(self) -> torch.Tensor:
@@ -221,12 +231,24 @@ class Walkback(nn.Module):
         return Walkback(self.operator, prior, temps, heating=self.heating,
                         hidden_dim=self.hidden_dim, relax_steps=self.relax_steps).to(device)
 
+    def bound_model(self) -> Walkback:
+        """The model whose variational bound the evaluation reports: this one, or for the DDPM
+        its ancestral chain on all ``diffusion.levels`` (the bound of the coarse sampling grid
+        is far looser, docs/method.md "Baselines"). Shares the operator's weights."""
+        op = self.operator
+        if self.heating != "vp":
+            return self
+        levels = torch.arange(1, op.num_levels + 1, dtype=torch.float64)
+        full = DiffusionOperator(op.backbone, op.data_shape, op.alphas_bar, levels,
+                                 cond_dim=op.cond_dim, eta=1.0, clip=op.clip)
+        return Walkback(full, self.prior, levels, heating="vp").to(self.prior.mean.device)
+
     def fit_start_prior(self, step: int, train: torch.Tensor, *, seed: int,
                         batch_size: int = 1000) -> None:
         """Fit and keep the prior of a part-way start at heating step ``step``: ``start_part_way``
         on ``train`` (model space); ``save_pretrained`` then writes it beside the weights."""
         started = start_part_way(self, train, step, seed=seed, batch_size=batch_size)
-        self.start_prior, self.start_step = started.prior, step
+        self._start = (step, started.prior)
 
     def save_pretrained(self, directory: str | Path, *, max_file_bytes: int = 0) -> None:
         """Write ``model.safetensors`` (split into parts of at most ``max_file_bytes`` when
@@ -265,7 +287,7 @@ class Walkback(nn.Module):
         step = int(tensors["start_step"].flatten()[0])
         if not 1 <= step <= len(self.active_temperatures):
             raise CheckpointError(f"{path}: start step {step} outside 1..K")
-        self.start_prior, self.start_step = prior.to(self.prior.mean.device), step
+        self._start = (step, prior.to(self.prior.mean.device))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str = "cpu") -> Walkback:

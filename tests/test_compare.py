@@ -1,0 +1,58 @@
+"""``walkback compare``: every arm trains for the same minutes through the one loop, is scored as a
+user gets it, and lands in one table, one JSON and one plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from walkback.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compare")
+    code = main(["compare", "--presets", "mog,mog-diffusion", "--minutes", "0.05", "--save-at",
+                 "0.02", "--out-dir", str(out), "--device", "cpu", "--num-samples", "300",
+                 "--set", "model.hidden=32", "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_every_arm_trains_for_the_same_minutes_and_is_scored(compared: Path) -> None:
+    result = json.loads((compared / "compare.json").read_text())
+    assert [a["preset"] for a in result["arms"]] == ["mog", "mog-diffusion"]
+    assert result["minutes"] == 0.05 and result["curve_metric"] == "fraction_within_3std"
+    for arm in result["arms"]:
+        assert 3.0 <= arm["train_seconds"] < 10.0, arm["train_seconds"]
+        assert arm["transitions_per_s"] > 0 and arm["images_per_s"] > 0
+        assert arm["sampling_evals_per_s"] > 0 and arm["K"] == 30
+        assert [c["minutes"] for c in arm["curve"]] == [0.02, 0.05]
+        assert set(arm["chain"]) == {"E=0", "E=K", "E=10K"}
+        assert isinstance(arm["bound_nats"], float)
+        assert (Path(arm["run_dir"]) / "snapshots" / "min0.02" / "model.safetensors").is_file()
+    vw, ddpm = result["arms"]
+    # VW scores K walk-back terms per training example, the DDPM one denoising term
+    assert vw["transitions_per_s"] == pytest.approx(30 * vw["images_per_s"], rel=1e-6)
+    assert ddpm["transitions_per_s"] == pytest.approx(ddpm["images_per_s"], rel=1e-6)
+    table = (compared / "compare.md").read_text()
+    assert "| mog | 1 |" in table and "| mog-diffusion | 1 |" in table
+    assert (compared / "compare.png").read_bytes()[:8] == PNG
+
+
+def test_a_second_compare_is_refused_and_mixed_data_sets_are_errors(
+        compared: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["compare", "--presets", "mog", "--minutes", "0.05", "--device", "cpu", "--no-progress"]
+    assert main([*args, "--out-dir", str(compared)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["compare", "--presets", "mog,spiral", "--minutes", "0.01", "--device", "cpu",
+                 "--out-dir", str(tmp_path / "x")]) == 2
+    assert "different data sets" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["compare", "--presets", "mog,nosuch", "--minutes", "0.01", "--out-dir",
+                 str(tmp_path / "y")]) == 2
+    assert "nosuch" in capsys.readouterr().err
