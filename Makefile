@@ -29,8 +29,10 @@ demo: install
 	$(BIN)/walkback evaluate --run-dir $(RUN)
 	@echo "figures: $(RUN)/figures/  metrics: $(RUN)/eval.json"
 
+# two workers (one torch thread each, tests/conftest.py); worksteal keeps both busy while the
+# end-to-end runs take a minute or two each
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -61,10 +61,11 @@ def test_sample_writes_npz_and_png(run_dir: Path, tmp_path: Path, capsys: pytest
     assert str(out) in capsys.readouterr().out
     with np.load(out) as npz:
         assert npz["samples"].dtype == np.float32 and npz["samples"].shape == (50, 2)
-        assert npz["means"].shape == (50, 2)
+        assert npz["states"].shape == (50, 2)
+        assert not np.array_equal(npz["samples"], npz["states"])
         meta = json.loads(str(npz["meta"]))
     assert meta["K"] == 5 and meta["E"] == 2 and meta["seed"] == 3 and meta["N"] == 50
-    assert "chain state" in meta["reported"]
+    assert meta["reported"].startswith("samples") and meta["states"].startswith("states")
     assert out.with_suffix(".png").read_bytes()[:8] == PNG_SIGNATURE
 
 
@@ -102,7 +103,7 @@ def test_evaluate_writes_eval_json_and_figures(run_dir: Path, capsys: pytest.Cap
     assert snapshots[0]["mixing"]["mean_move_from_previous"] is None
     assert snapshots[2]["mixing"]["mean_move_from_previous"] > 0
     protocol = result["chain"]["protocol"]
-    assert protocol["num_samples"] == 100 and "chain state" in protocol["reported"]
+    assert protocol["num_samples"] == 100 and protocol["reported"].startswith("samples")
     estimates = result["bound"]["estimates"]
     assert [e["num_paths"] for e in estimates] == [1, 3]
     for est in estimates:

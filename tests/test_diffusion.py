@@ -187,3 +187,19 @@ def test_fixed_arm_steps_are_measured_in_beta() -> None:
     torch.testing.assert_close(c * model.active_temperatures, betas, rtol=1e-9, atol=1e-12)
     old = build_model(apply_overrides(get_preset("mog-fixed"), ["model.noise_scale=temperature"]))
     assert old.operator.var_scale == 1.0
+
+
+def test_saved_fixed_runs_from_before_noise_scale_keep_their_t_scaled_operator() -> None:
+    """A run saved without ``model.noise_scale`` trained the T-scaled form: loading its config
+    keeps it; a config that names the key, and every preset, are taken as written."""
+    from walkback.config import config_from_saved, config_to_dict
+
+    saved = config_to_dict(get_preset("mog-fixed"))
+    del saved["model"]["noise_scale"]
+    assert config_from_saved(saved).model.noise_scale == "temperature"
+    assert build_model(config_from_saved(saved)).operator.var_scale == 1.0
+    named = config_to_dict(get_preset("mog-fixed"))
+    assert config_from_saved(named).model.noise_scale == "auto"
+    vw = config_to_dict(get_preset("mog"))
+    del vw["model"]["noise_scale"]
+    assert config_from_saved(vw).model.noise_scale == "auto"

@@ -400,3 +400,32 @@ def test_baseline_image_runs_train_and_evaluate_in_the_same_loop(
     assert math.isfinite(bound["estimates"][0]["bits_per_dim"])
     if preset == "mnist-diffusion":  # the denoised estimate is clamped to the pixel range
         assert result["samples"]["outside_fraction"] == 0.0
+
+
+def test_sampling_needs_no_data_once_the_start_prior_is_saved(
+        mnist_root: Path, tmp_path: Path, capsys) -> None:
+    """Train on a copy of the data, fit the start prior, delete the copy: ``walkback sample`` and
+    ``walkback.load(dir).sample`` still work, from the saved start step."""
+    import shutil
+
+    import walkback
+
+    data = tmp_path / "data"
+    shutil.copytree(mnist_root, data)
+    config = apply_overrides(get_preset("mnist"), [
+        "model.backbone=mlp", "model.hidden=16", "model.depth=1", "schedule.num_steps=3",
+        "train.steps=2", "train.batch_size=16", "train.amp=none", "train.device=cpu",
+        f"data.root={data}", "sample.start_step=2", "sample.batch_size=8"])
+    run = tmp_path / "run"
+    train(config, run, progress=False)
+    shutil.rmtree(data)
+    out = tmp_path / "s.npz"
+    assert main(["sample", "--run-dir", str(run), "--num-samples", "10", "--out", str(out)]) == 0
+    with np.load(out) as npz:
+        assert npz["samples"].shape == npz["states"].shape == (10, 1, 28, 28)
+        assert json.loads(str(npz["meta"]))["start_step"] == 2
+    assert walkback.load(run).sample(4).samples.shape == (4, 1, 28, 28)
+    # refitting needs the data, and says where it looked
+    assert main(["fit-prior", "--run-dir", str(run), "--start-step", "1", "--overwrite",
+                 "--device", "cpu"]) != 0
+    assert str(data) in _one_line(capsys.readouterr().err)

@@ -19,7 +19,7 @@ TINY = [
     "data.num_heldout=200", "schedule.num_steps=5", "train.batch_size=200", "train.log_every=5",
     "train.checkpoint_every=5", "train.device=cpu", "train.keep_checkpoints=2",
 ]
-TIMING = ("updates_per_s", "images_per_s")
+TIMING = ("updates_per_s", "images_per_s", "transitions_per_s", "train_seconds")
 
 
 def _config(*extra: str) -> Config:

@@ -249,9 +249,10 @@ def _compare(args: argparse.Namespace) -> int:
     options = CompareOptions(
         presets=presets, minutes=args.minutes, out_dir=out,
         seeds=[int(s) for s in args.seeds.split(",")], save_at=args.save_at, sets=args.set,
-        num_samples=args.num_samples, device=args.device, fid_weights=args.fid_weights,
+        num_samples=args.num_samples, bound_points=args.bound_points, device=args.device, fid_weights=args.fid_weights,
         cache_dir=args.cache_dir, data_root=args.data_root, amp=args.amp or "none",
-        progress=not args.no_progress, command="walkback " + shlex.join(args.argv))
+        progress=not args.no_progress, command="walkback " + shlex.join(args.argv),
+        jobs=args.jobs)
     result = compare(options)
     print((out / "compare.md").read_text().rstrip())
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'} and {out / 'compare.png'} "
@@ -346,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", choices=("samples", "states"),
                    help="runs: score the samples (the last step's means, the noise-free output; "
                    "default) or the chain states")
-    p.add_argument("--start-step", type=_count(1), metavar="S", help="image runs: " + START_HELP)
+    p.add_argument("--start-step", type=_count(0), metavar="S", help="image runs: " + START_HELP
+                   + " (saved, or fitted now to the training images); 0: from the top")
     p.add_argument("--cache-dir", metavar="DIR", help="reference statistics and the MNIST classifier "
                    "(default $WALKBACK_CACHE or ~/.cache/walkback)")
     p.add_argument("--seed", type=int, default=0)
@@ -372,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--data-root", metavar="DIR")
     p.add_argument("--amp", choices=("none", "bf16"), help="images: sample under bf16 autocast")
+    p.add_argument("--bound-points", type=_count(1), default=1000, metavar="N",
+                   help="images: test images of the bound (one path each)")
+    p.add_argument("--jobs", type=_count(1), default=1, metavar="N",
+                   help="train N arms at once, each in its own process on its own GPU")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_compare)
 
@@ -409,3 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

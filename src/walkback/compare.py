@@ -1,8 +1,10 @@
 """Equal-time comparison of presets (docs/evaluation.md, "Comparing methods").
 
-Every arm (a preset and a seed) trains for the same wall-clock minutes on the same device, one
-after the other, through the one training loop (``train.time_limit_s``), saving its EMA model at
-fixed minutes (``train.save_minutes``). Then each arm's final model is evaluated as a user gets
+Every arm (a preset and a seed) trains for the same wall-clock minutes on the same kind of
+device through the one training loop (``train.time_limit_s``), saving its EMA model at fixed
+minutes (``train.save_minutes``): one after the other, or ``jobs`` at a time as separate
+``walkback train`` processes, arm ``i`` on GPU ``i mod jobs`` (one arm per GPU, so each still
+has a whole device). Then each arm's final model is evaluated as a user gets
 it (``samples``: the noise-free output of ``model.sample``): images with ``evaluate_image_run``
 (FID, KID, the bound in bits/dim, FID after E = 0 / K / 10K extra steps at T = 1), toys with
 ``evaluate_run``; every saved model gets the sample metric again (FID, or the toy metrics), for
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,7 @@ import torch
 
 from .atomic import atomic_write_text
 from .config import Config, apply_overrides
+from .errors import TrainingError
 from .data.toy import TOY_DATASETS, toy_modes
 from .evaluate import evaluate_run, read_metrics, write_samples
 from .evaluate_images import ImageEvalOptions, evaluate_image_run, evaluate_samples_file
@@ -55,6 +61,7 @@ class CompareOptions:
     save_at: list[float] | None = None
     sets: list[str] = field(default_factory=list)
     num_samples: int | None = None
+    bound_points: int = 1000  # images: test images of the bound (M = 1 path each)
     device: str = "auto"
     fid_weights: str | None = None
     cache_dir: str | None = None
@@ -62,6 +69,7 @@ class CompareOptions:
     amp: str = "none"
     progress: bool = True
     command: str | None = None
+    jobs: int = 1  # arms trained at once, each in its own process (and on its own GPU)
 
 
 def _save_at(options: CompareOptions) -> list[float]:
@@ -71,14 +79,16 @@ def _save_at(options: CompareOptions) -> list[float]:
     return [round(step * i, 3) for i in range(1, 5)]
 
 
-def arm_config(preset: str, seed: int, options: CompareOptions) -> Config:
-    """The preset with the comparison's overrides: its seed, the time limit, the saved minutes."""
+def arm_overrides(seed: int, options: CompareOptions) -> list[str]:
+    """The comparison's overrides of every preset: its seed, the time limit, the saved minutes."""
     minutes = ",".join(f"{m:g}" for m in _save_at(options))
-    return apply_overrides(get_preset(preset), [
-        *options.sets, f"seed={seed}", f"train.steps={UNLIMITED_STEPS}",
-        f"train.time_limit_s={60 * options.minutes}", f"train.save_minutes={minutes}",
-        f"train.device={options.device}",
-    ])
+    return [*options.sets, f"seed={seed}", f"train.steps={UNLIMITED_STEPS}",
+            f"train.time_limit_s={60 * options.minutes}", f"train.save_minutes={minutes}",
+            f"train.device={options.device}"]
+
+
+def arm_config(preset: str, seed: int, options: CompareOptions) -> Config:
+    return apply_overrides(get_preset(preset), arm_overrides(seed, options))
 
 
 def _train_arm(config: Config, run_dir: Path, progress: bool) -> None:
@@ -87,6 +97,33 @@ def _train_arm(config: Config, run_dir: Path, progress: bool) -> None:
         return
     resume = (run_dir / "config.json").is_file()
     train(config, run_dir, resume=resume, progress=progress)
+
+
+def _train_arms_in_processes(arms: list[tuple[str, int, Path]], options: CompareOptions) -> None:
+    """``walkback train`` for up to ``options.jobs`` arms at once, arm ``i`` of each wave on GPU
+    ``i`` (``CUDA_VISIBLE_DEVICES``); each writes its log beside its run folder."""
+    todo = [arm for arm in arms if not (arm[2] / "model").is_dir()]
+    for start in range(0, len(todo), options.jobs):
+        running = []
+        for i, (preset, seed, run_dir) in enumerate(todo[start:start + options.jobs]):
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, "-m", "walkback.cli", "train", "--run-dir", str(run_dir),
+                       "--no-progress"]
+            if (run_dir / "config.json").is_file():
+                command.append("--resume")
+            else:
+                command += ["--preset", preset]
+            for item in arm_overrides(seed, options):
+                command += ["--set", item]
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(i)} if options.device != "cpu" \
+                else dict(os.environ)
+            log = run_dir.parent / f"{run_dir.name}.log"
+            with open(log, "w") as handle:
+                running.append((subprocess.Popen(command, env=env, stdout=handle,
+                                                 stderr=subprocess.STDOUT), log))
+        failed = [str(log) for process, log in running if process.wait() != 0]
+        if failed:
+            raise TrainingError(f"compare: training failed, see {', '.join(failed)}")
 
 
 def _sampling_rate(model: Walkback, num: int, device: torch.device) -> float:
@@ -113,7 +150,8 @@ def _toy_scores(model: Walkback, config: Config, n: int) -> dict[str, Any]:
 
 def _image_options(options: CompareOptions, metrics: str) -> ImageEvalOptions:
     return ImageEvalOptions(metrics=metrics, num_samples=options.num_samples,
-                            chain_steps="0,K,10K", device=options.device,
+                            chain_steps="0,K,10K", device=options.device, num_paths=1,
+                            bound_points=options.bound_points,
                             fid_weights=options.fid_weights, cache_dir=options.cache_dir,
                             data_root=options.data_root, progress=options.progress,
                             amp=options.amp, command=options.command, floor=False)
@@ -205,6 +243,7 @@ def _table_rows(arms: list[dict[str, Any]], toy: bool) -> list[str]:
                    ("within 3 std E=0", lambda a: a["chain"]["E=0"].get("fraction_within_3std")),
                    ("within 3 std E=10K", lambda a: a["chain"]["E=10K"].get("fraction_within_3std")),
                    ("min weight E=0", lambda a: min(a["chain"]["E=0"].get("mode_weights") or [math.nan])),
+                   ("max weight E=0", lambda a: max(a["chain"]["E=0"].get("mode_weights") or [math.nan])),
                    ("nearest ratio E=0", lambda a: a["chain"]["E=0"]["nearest_distance_ratio"]),
                    ("nearest ratio E=10K", lambda a: a["chain"]["E=10K"]["nearest_distance_ratio"]),
                    ("bound (nats/point)", lambda a: a["bound_nats"])]
@@ -243,7 +282,9 @@ def compare(options: CompareOptions) -> dict[str, Any]:
     if len(names) != 1:
         raise ValueError(f"compare: the presets use different data sets ({', '.join(sorted(names))})")
     out = Path(options.out_dir)
-    for (preset, seed), config in configs.items():  # train every arm first, then score them all
+    if options.jobs > 1:  # train every arm first, then score them all
+        _train_arms_in_processes([(p, s, out / p / f"seed{s}") for p, s in configs], options)
+    for (preset, seed), config in configs.items():
         _train_arm(config, out / preset / f"seed{seed}", options.progress)
     arms = [_arm_result(p, s, out / p / f"seed{s}", c, options) for (p, s), c in configs.items()]
     data_name = names.pop()

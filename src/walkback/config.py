@@ -24,6 +24,7 @@ __all__ = [
     "Config",
     "apply_overrides",
     "config_from_dict",
+    "config_from_saved",
     "config_to_dict",
     "validate",
     "save_minutes",
@@ -230,6 +231,18 @@ def config_from_dict(tree: dict[str, Any], base: Config | None = None) -> Config
     for key, value in _flatten(tree).items():
         _set(config, key, value, parse=False)
     return validate(config)
+
+
+def config_from_saved(tree: dict[str, Any]) -> Config:
+    """A config that a run saved (config.json, a checkpoint, a model folder). Files written before
+    ``model.noise_scale`` existed trained ``train.heating=fixed`` with T-scaled noise, which is
+    ``noise_scale=temperature`` now (the default ``auto`` means ``beta`` there)."""
+    model = tree.get("model", {})
+    train = tree.get("train", {})
+    if isinstance(model, dict) and isinstance(train, dict) and "noise_scale" not in model \
+            and train.get("heating") == "fixed":
+        tree = {**tree, "model": {**model, "noise_scale": "temperature"}}
+    return config_from_dict(tree)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

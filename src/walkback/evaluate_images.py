@@ -240,6 +240,9 @@ def _start_part_way(model: Walkback, data: ImageData, options: ImageEvalOptions,
     ``start_part_way`` fitted to the training images now."""
     saved, trained_k = model.start_step, len(model.active_temperatures)
     step = options.start_step if options.start_step is not None else saved
+    if step == 0:
+        return model, {"start_step": 0, "trained_K": trained_k,
+                       "prior": "the top prior learned in training"}
     if step == saved:
         return model.start_at(step), {"start_step": step, "trained_K": trained_k,
                                       "prior": f"saved with the model ({START_PRIOR_FILE})"}

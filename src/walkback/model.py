@@ -18,7 +18,7 @@ from torch import nn
 
 from . import parts
 from .atomic import atomic_write_bytes, atomic_write_text
-from .config import Config, config_from_dict, config_to_dict
+from .config import Config, config_from_saved, config_to_dict
 from .data.images import CELEBA_DEFAULT_RESOLUTION
 from .data.toy import TOY_DATASETS
 from .diffusion import DiffusionOperator, grid_betas, sampling_levels, vp_alphas_bar
@@ -299,7 +299,7 @@ class Walkback(nn.Module):
         if not parts.exists(weights_path):
             raise CheckpointError(f"{weights_path}: file not found")
         try:
-            config = config_from_dict(json.loads(config_path.read_text()))
+            config = config_from_saved(json.loads(config_path.read_text()))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{config_path}: not valid JSON ({exc.msg})") from None
         payload = parts.read_bytes(weights_path)

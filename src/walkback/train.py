@@ -26,7 +26,7 @@ from .checkpoint import (
     Checkpoint, latest_checkpoint, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors,
     prune_checkpoints, save_checkpoint,
 )
-from .config import Config, config_from_dict, config_to_dict, config_to_json, save_minutes
+from .config import Config, config_from_saved, config_to_dict, config_to_json, save_minutes
 from .data.images import dequantize_model_space
 from .data.loader import DataSplits, batch_indices, load_image_splits, load_splits
 from .data.toy import TOY_DATASETS
@@ -91,7 +91,7 @@ def load_run_config(run_dir: Path) -> Config:
     if not path.is_file():
         raise CheckpointError(f"{path}: no run here (config.json not found)")
     try:
-        return config_from_dict(json.loads(path.read_text()))
+        return config_from_saved(json.loads(path.read_text()))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc.msg})") from None
 
@@ -274,7 +274,7 @@ def _restore(run_dir: Path, model: Walkback, ema: Walkback, opt: torch.optim.Opt
     # resolved through today's defaults, so a key added since the checkpoint was written (at
     # its default value) is not a difference
     try:
-        saved = config_to_dict(config_from_dict(ckpt.meta.get("config", {})))
+        saved = config_to_dict(config_from_saved(ckpt.meta.get("config", {})))
     except ConfigError as exc:
         raise ConfigError(f"{path}: the checkpoint's config: {exc}") from None
     current = config_to_dict(config)
