@@ -132,8 +132,9 @@ def _fit_prior(args: argparse.Namespace) -> int:
         model.fit_start_prior(args.start_step, train_x, seed=args.seed,
                               batch_size=config.sample.batch_size)
     model.save_start_prior(folder)
-    print(f"fitted the prior of start step {args.start_step} to {min(len(train_x), START_FIT_POINTS)} "
-          f"heated training points; wrote {folder / START_PRIOR_FILE}")
+    points = min(len(train_x), START_FIT_POINTS)
+    print(f"fitted the prior of start step {args.start_step} to {points} heated training points; "
+          f"wrote {folder / START_PRIOR_FILE}")
     return 0
 
 
@@ -225,6 +226,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_minutes(raw: str) -> float:
+    """An argparse type: one number of minutes > 0."""
+    values = _minutes_list(raw)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected one number of minutes, got {raw!r}")
+    return values[0]
+
+
 def _minutes_list(raw: str) -> list[float]:
     """An argparse type: comma-separated positive minutes."""
     try:
@@ -249,10 +258,10 @@ def _compare(args: argparse.Namespace) -> int:
     options = CompareOptions(
         presets=presets, minutes=args.minutes, out_dir=out,
         seeds=[int(s) for s in args.seeds.split(",")], save_at=args.save_at, sets=args.set,
-        num_samples=args.num_samples, bound_points=args.bound_points, device=args.device, fid_weights=args.fid_weights,
-        cache_dir=args.cache_dir, data_root=args.data_root, amp=args.amp or "none",
-        progress=not args.no_progress, command="walkback " + shlex.join(args.argv),
-        jobs=args.jobs)
+        num_samples=args.num_samples, bound_points=args.bound_points, device=args.device,
+        fid_weights=args.fid_weights, cache_dir=args.cache_dir, data_root=args.data_root,
+        amp=args.amp or "none", progress=not args.no_progress,
+        command="walkback " + shlex.join(args.argv), jobs=args.jobs)
     result = compare(options)
     print((out / "compare.md").read_text().rstrip())
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'} and {out / 'compare.png'} "
@@ -299,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_count(1), metavar="B")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", required=True, metavar="FILE.npz")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out and its .png")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out and its .png")
     p.add_argument("--start-step", type=_count(0), metavar="S", help=START_HELP + "; 0 or K: "
                    "from the top (default: the saved start step, if any)")
     p.add_argument("--sampler", choices=("ddim", "ancestral"),
@@ -360,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train presets for the same minutes each, evaluate them as "
                        "users get them, and write a table and a plot")
     p.add_argument("--presets", required=True, metavar="A,B,...", help="presets on one data set")
-    p.add_argument("--minutes", required=True, type=float, metavar="M", help="training minutes per arm")
+    p.add_argument("--minutes", required=True, type=_positive_minutes, metavar="M",
+                   help="training minutes per arm")
     p.add_argument("--seeds", default="0", metavar="LIST", help="seeds per preset (e.g. 0,1,2)")
     p.add_argument("--save-at", type=_minutes_list, metavar="LIST",
                    help="minutes at which each arm's model is saved and scored (default: M/5 ...)")

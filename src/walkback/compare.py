@@ -238,19 +238,26 @@ def _spread(values: list[float | None]) -> str:
 
 def _table_rows(arms: list[dict[str, Any]], toy: bool) -> list[str]:
     """A markdown table: one row per preset, each cell the mean and spread over its seeds."""
+    def chain(e: str, key: str, reduce=None):
+        def get(a: dict[str, Any]) -> Any:
+            value = a["chain"][e].get(key)
+            return reduce(value) if reduce is not None and value else value
+        return get
+
     if toy:
-        columns = [("modes E=0", lambda a: a["chain"]["E=0"].get("modes_covered")),
-                   ("within 3 std E=0", lambda a: a["chain"]["E=0"].get("fraction_within_3std")),
-                   ("within 3 std E=10K", lambda a: a["chain"]["E=10K"].get("fraction_within_3std")),
-                   ("min weight E=0", lambda a: min(a["chain"]["E=0"].get("mode_weights") or [math.nan])),
-                   ("max weight E=0", lambda a: max(a["chain"]["E=0"].get("mode_weights") or [math.nan])),
-                   ("nearest ratio E=0", lambda a: a["chain"]["E=0"]["nearest_distance_ratio"]),
-                   ("nearest ratio E=10K", lambda a: a["chain"]["E=10K"]["nearest_distance_ratio"]),
+        columns = [("modes E=0", chain("E=0", "modes_covered")),
+                   ("within 3 std E=0", chain("E=0", "fraction_within_3std")),
+                   ("within 3 std E=10K", chain("E=10K", "fraction_within_3std")),
+                   ("min weight E=0", chain("E=0", "mode_weights", min)),
+                   ("max weight E=0", chain("E=0", "mode_weights", max)),
+                   ("nearest ratio E=0", chain("E=0", "nearest_distance_ratio")),
+                   ("nearest ratio E=10K", chain("E=10K", "nearest_distance_ratio")),
                    ("bound (nats/point)", lambda a: a["bound_nats"])]
     else:
         columns = [("FID", lambda a: a["fid"]), ("KID", lambda a: a["kid"]),
                    ("bits/dim", lambda a: a["bits_per_dim"]),
-                   *[(f"FID {e}", lambda a, e=e: a["chain_fid"].get(e)) for e in ("E=0", "E=K", "E=10K")]]
+                   *[(f"FID {e}", lambda a, e=e: a["chain_fid"].get(e))
+                     for e in ("E=0", "E=K", "E=10K")]]
     columns += [("train steps", lambda a: a["train_steps"]),
                 ("images/s", lambda a: a["images_per_s"]),
                 ("transitions/s", lambda a: a["transitions_per_s"]),
@@ -280,7 +287,8 @@ def compare(options: CompareOptions) -> dict[str, Any]:
     configs = {(p, s): arm_config(p, s, options) for p in options.presets for s in options.seeds}
     names = {c.data.name for c in configs.values()}
     if len(names) != 1:
-        raise ValueError(f"compare: the presets use different data sets ({', '.join(sorted(names))})")
+        raise ValueError(f"compare: the presets use different data sets "
+                         f"({', '.join(sorted(names))})")
     out = Path(options.out_dir)
     if options.jobs > 1:  # train every arm first, then score them all
         _train_arms_in_processes([(p, s, out / p / f"seed{s}") for p, s in configs], options)

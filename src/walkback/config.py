@@ -335,4 +335,5 @@ def _validate_ddpm(flat: dict[str, Any]) -> None:
         raise ConfigError("config keys diffusion.beta_start, diffusion.beta_end: need "
                           "0 < beta_start <= beta_end < 1")
     if not 0 <= flat["diffusion.eta"] <= 1:
-        raise ConfigError(f"config key diffusion.eta: must be in [0, 1], got {flat['diffusion.eta']}")
+        raise ConfigError(f"config key diffusion.eta: must be in [0, 1], "
+                          f"got {flat['diffusion.eta']}")

@@ -55,7 +55,8 @@ def vp_alphas_bar(num_levels: int, schedule: str = "linear", *, beta_start: floa
         f = torch.cos((n + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2).square()
         betas = (1 - f[1:] / f[:-1]).clamp(max=MAX_BETA)
     else:
-        raise ValueError(f"beta schedule must be one of {', '.join(BETA_SCHEDULES)}, got {schedule!r}")
+        raise ValueError(f"beta schedule must be one of {', '.join(BETA_SCHEDULES)}, "
+                         f"got {schedule!r}")
     return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
 
 
@@ -64,7 +65,8 @@ def sampling_levels(num_levels: int, num_steps: int) -> torch.Tensor:
     spaced and rounded (float64, as the temperatures they stand in for). The top level is
     ``N`` itself, so the chain starts where the prior ``N(0, I)`` is closest to ``q(x_N)``."""
     if not 1 <= num_steps <= num_levels:
-        raise ValueError(f"sampling steps must be in 1..diffusion.levels={num_levels}, got {num_steps}")
+        raise ValueError(f"sampling steps must be in 1..diffusion.levels={num_levels}, "
+                         f"got {num_steps}")
     if num_steps == 1:
         return torch.tensor([float(num_levels)], dtype=torch.float64)
     levels = torch.linspace(1, num_levels, num_steps, dtype=torch.float64).round()

@@ -350,8 +350,7 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, seed: i
     # one set of chains from the same start: E = 0, K, 10K, the curve's E and cooling snapshots
     wanted = {k + mult * k for mult in CURVE_MULTIPLES} | {k - t for t in _fractions(k)}
     captured = _run_chain(sampler, n, wanted, generator=torch.Generator(dev).manual_seed(seed),
-                          report=report,
-                          progress=progress)
+                          progress=progress, report=report)
     chain = _chain_section(data, captured, base)
     x = data.heldout[:MAX_BOUND_POINTS].to(dev)
     bound = _bound_section(model.bound_model(), data.name, x, m, seed + 1)

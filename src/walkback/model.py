@@ -279,9 +279,10 @@ class Walkback(nn.Module):
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path}: unreadable start prior ({exc})") from None
         prior = GaussianPrior(self.prior.data_shape, min_var=self.prior.min_var)
-        if (set(tensors) != {"mean", "var", "start_step"} or tensors["mean"].shape != prior.mean.shape
-                or tensors["var"].shape != prior.var.shape):
-            raise CheckpointError(f"{path}: not a start prior of this model's shape {prior.data_shape}")
+        shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+        want = tuple(prior.data_shape)
+        if set(shapes) != {"mean", "var", "start_step"} or not shapes["mean"] == shapes["var"] == want:
+            raise CheckpointError(f"{path}: not a start prior of this model's shape {want}")
         prior.mean.copy_(tensors["mean"])
         prior.var.copy_(tensors["var"])
         step = int(tensors["start_step"].flatten()[0])

@@ -131,7 +131,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 _DIFFUSION: dict[str, Any] = {"method": "ddpm", "model": {"form": "conditioned"},
                               "sample": {"num_paths": 1}}
 _FIXED: dict[str, Any] = {"model": {"form": "conditioned", "mean_scale": "noise", "init_var": 0.5},
-                          "schedule": {"n1": 0}, "train": {"heating": "fixed", "mode": "transitions"}}
+                          "schedule": {"n1": 0},
+                          "train": {"heating": "fixed", "mode": "transitions"}}
 
 
 def _baseline(preset: dict[str, Any], arm: dict[str, Any], **changes: Any) -> dict[str, Any]:
