@@ -80,7 +80,7 @@ def test_bound_objective_is_refused_for_the_rate_network() -> None:
 def test_hidden_weight_needs_hidden_units_and_is_non_negative() -> None:
     with pytest.raises(ConfigError, match=r"train\.hidden_weight: needs hidden units"):
         apply_overrides(get_preset("mog"), ["train.hidden_weight=0"])
-    with pytest.raises(ConfigError, match=r"train\.hidden_weight: must be >= 0, got -1"):
+    with pytest.raises(ConfigError, match=r"train\.hidden_weight: must be in \[0, inf\) and finite, got -1"):
         apply_overrides(get_preset("mog-rate"), ["train.hidden_weight=-1"])
     assert apply_overrides(get_preset("mog-rate"), ["train.hidden_weight=0"]).train.hidden_weight == 0
 
@@ -114,3 +114,61 @@ def test_every_preset_resolves(name: str) -> None:
 def test_unknown_preset_raises() -> None:
     with pytest.raises(ConfigError, match="no-such-preset"):
         get_preset("no-such-preset")
+
+
+def _numeric_defaults() -> dict[str, int | float]:
+    from walkback.config import _flatten
+
+    flat = _flatten(config_to_dict(Config()))
+    return {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def test_every_numeric_key_has_its_range_in_the_table() -> None:
+    from walkback.config import RANGES
+
+    assert set(RANGES) == set(_numeric_defaults())
+
+
+def _range_error(key: str, value) -> str | None:
+    """The range error ``--set key=value`` raises for ``key`` (None: no range error for it)."""
+    try:
+        apply_overrides(Config(), [f"{key}={value}"])
+    except ConfigError as exc:
+        return str(exc) if str(exc).startswith(f"config key {key}: must be in") else None
+    return None
+
+
+@pytest.mark.parametrize("key", sorted(_numeric_defaults()))
+def test_every_numeric_key_is_refused_beyond_its_bounds_and_accepted_at_included_ones(key: str) -> None:
+    import math
+
+    from walkback.config import RANGES
+
+    low, high, low_in, high_in = RANGES[key]
+    is_int = type(_numeric_defaults()[key]) is int
+
+    def beyond(bound: float, direction: float):
+        return int(bound + direction) if is_int else math.nextafter(bound, direction * math.inf)
+
+    def at(bound: float):
+        return int(bound) if is_int else float(bound)
+
+    message = _range_error(key, beyond(low, -1))
+    assert message is not None and str(beyond(low, -1)) in message
+    assert (_range_error(key, at(low)) is None) == low_in
+    if math.isfinite(high):
+        assert _range_error(key, beyond(high, 1)) is not None
+        assert (_range_error(key, at(high)) is None) == high_in
+    if not is_int:
+        assert _range_error(key, "nan") is not None and _range_error(key, "inf") is not None
+
+
+@pytest.mark.parametrize("item", ["train.ema=2", "train.ema=-1", "train.grad_clip=-1",
+                                  "train.prior_momentum=5", "schedule.max_variance=-1",
+                                  "train.keep_checkpoints=0", "train.keep_checkpoints=-3",
+                                  "model.dropout=2", "train.time_limit_s=-1", "model.init_var=-1",
+                                  "model.min_var=-1", "schedule.t0=inf", "train.lr=-1"])
+def test_out_of_range_values_name_the_key_value_and_range(item: str) -> None:
+    key, value = item.split("=")
+    with pytest.raises(ConfigError, match=rf"config key {key}: must be in [\[(].*got {value}"):
+        apply_overrides(get_preset("mog"), [item])

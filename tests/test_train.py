@@ -210,21 +210,42 @@ def _killed_run(run_dir: Path) -> Path:
     return latest
 
 
-def test_resume_with_corrupt_latest_checkpoint_names_the_file(tmp_path: Path) -> None:
-    latest = _killed_run(tmp_path)
+def _uninterrupted(run_dir: Path) -> dict[str, torch.Tensor]:
+    return train(_config(), run_dir, progress=False).model.state_dict()
+
+
+@pytest.mark.parametrize("damage", ["weights", "sidecar", "edited step"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint_with_a_warning(
+        tmp_path: Path, damage: str) -> None:
+    """A damaged newest checkpoint (flipped weight bytes, a truncated sidecar, or a sidecar whose
+    step was edited: the metadata inside the weights file disagrees) is skipped with a warning
+    naming it and the checkpoint used instead; the resumed run equals an uninterrupted one."""
+    latest = _killed_run(tmp_path / "b")
     weights = latest.with_suffix(".safetensors")
-    data = bytearray(weights.read_bytes())
-    data[-3] ^= 0xFF
-    weights.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"ckpt_00000010\.safetensors"):
-        train(_config(), tmp_path, resume=True, progress=False)
+    if damage == "weights":
+        data = bytearray(weights.read_bytes())
+        data[-3] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    elif damage == "sidecar":
+        latest.write_text(latest.read_text()[:25])
+    else:
+        meta = json.loads(latest.read_text())
+        meta["step"] = 12
+        latest.write_text(json.dumps(meta))
+    named = weights.name if damage == "weights" else latest.name
+    with pytest.warns(UserWarning, match=rf"{named}.*previous checkpoint ckpt_00000005\.json"):
+        resumed = train(_config(), tmp_path / "b", resume=True, progress=False)
+    assert resumed.step == 20
+    _assert_same_tensors(resumed.model.state_dict(), _uninterrupted(tmp_path / "a"))
 
 
-def test_resume_with_corrupt_sidecar_names_the_file(tmp_path: Path) -> None:
+def test_resume_with_no_intact_checkpoint_names_the_newest(tmp_path: Path) -> None:
     latest = _killed_run(tmp_path)
-    latest.write_text(latest.read_text()[:25])
-    with pytest.raises(CheckpointError, match=r"ckpt_00000010\.json"):
+    for sidecar in list_checkpoints(tmp_path / "checkpoints"):
+        sidecar.write_text("{")
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match=r"ckpt_00000010\.json"):
         train(_config(), tmp_path, resume=True, progress=False)
+    assert latest.read_text() == "{"
 
 
 def _refused_resume(run_dir: Path) -> bytes:
@@ -241,12 +262,21 @@ def test_resume_with_an_incompatible_model_config_is_refused(tmp_path: Path) -> 
 
 
 def test_resume_accepts_a_checkpoint_written_before_a_key_existed(tmp_path: Path) -> None:
-    """A config key added since the checkpoint was written (here: its sidecar lacks
-    model.rate_gain, at its default) is no difference: the run resumes."""
+    """A config key added since the checkpoint was written (here: its config lacks
+    model.rate_gain, at its default; written as checkpoints were before they carried their
+    metadata inside the weights file) is no difference: the run resumes."""
+    import hashlib
+
+    from safetensors.torch import load as load_bytes, save as save_bytes
+
     train(_config("train.steps=10"), tmp_path, progress=False)
     sidecar = latest_checkpoint(tmp_path / "checkpoints").with_suffix(".json")
+    weights = sidecar.with_suffix(".safetensors")
+    payload = save_bytes(load_bytes(weights.read_bytes()))  # no metadata inside
+    weights.write_bytes(payload)
     meta = json.loads(sidecar.read_text())
     del meta["config"]["model"]["rate_gain"]
+    meta["sha256"] = hashlib.sha256(payload).hexdigest()
     sidecar.write_text(json.dumps(meta))
     resumed = train(_config("train.steps=15"), tmp_path, resume=True, progress=False)
     assert resumed.step == 15
@@ -255,3 +285,47 @@ def test_resume_accepts_a_checkpoint_written_before_a_key_existed(tmp_path: Path
 def test_refused_resume_leaves_config_json_unchanged(tmp_path: Path) -> None:
     before = _refused_resume(tmp_path)
     assert (tmp_path / "config.json").read_bytes() == before
+
+
+# ---------------------------------------------------------------- (vi) the run folder's guards
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tmp_path: Path, monkeypatch) -> None:
+    """A start that fails before its first checkpoint (here: the first minibatch) does not make
+    the folder a run: the same command, corrected, starts without --overwrite."""
+    def fail(*args, **kwargs):
+        raise TrainingError("non-finite loss at step 0; stopping, nothing saved")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "_train_minibatch", fail)
+        with pytest.raises(TrainingError):
+            train(_config(), tmp_path, progress=False)
+    assert not train_module.holds_run(tmp_path)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(_config(), tmp_path, resume=True, progress=False)
+    assert train(_config(), tmp_path, progress=False).step == 20
+
+
+def test_stray_temporaries_are_removed_and_files_get_the_umask_mode(tmp_path: Path) -> None:
+    import os
+
+    latest = _killed_run(tmp_path)
+    stray = [latest.parent / ".ckpt_00000015.safetensors.x1.tmp", tmp_path / ".config.json.x2.tmp"]
+    for path in stray:
+        path.write_bytes(b"half")
+    train(_config(), tmp_path, resume=True, progress=False)
+    assert not any(p.exists() for p in stray)
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (tmp_path / "config.json", latest.parent / "ckpt_00000020.json",
+                 tmp_path / "model" / "model.safetensors"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
+def test_resume_to_fewer_steps_than_reached_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    _killed_run(tmp_path)
+    before = (tmp_path / "config.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"train\.steps: 7 is below the step the run has reached \(10\)"):
+        train(_config("train.steps=7"), tmp_path, resume=True, progress=False)
+    assert (tmp_path / "config.json").read_bytes() == before
+    assert _steps(tmp_path) == [5, 10]

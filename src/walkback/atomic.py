@@ -8,13 +8,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "sha256_file"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "sha256_file", "remove_stray_temporaries"]
+
+TMP_SUFFIX = ".tmp"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it 0600)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -23,6 +26,21 @@ def _atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stray_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that a killed atomic write left in ``folder`` (``.NAME.*.tmp``);
+    returns them."""
+    stray = sorted(Path(folder).glob(f".*{TMP_SUFFIX}")) if Path(folder).is_dir() else []
+    for path in stray:
+        path.unlink(missing_ok=True)
+    return stray
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -3,16 +3,19 @@
 With ``train.max_file_mb`` the safetensors file is split into parts of at most that size
 (``walkback.parts``), so checkpoints fit through size-capped transfers; loading joins them.
 
-``ckpt_00001000.safetensors`` holds the model, EMA, optimizer and RNG tensors;
-``ckpt_00001000.json`` holds the resolved config, the step, the optimizer's non-tensor state and
-the sha256 of the safetensors file. The JSON is written last: a checkpoint without a valid JSON
-sidecar, or whose file does not match the recorded checksum, is refused with an error naming it.
+``ckpt_00001000.safetensors`` holds the model, EMA, optimizer and RNG tensors and, in its
+metadata, the resolved config, the step and the optimizer's non-tensor state (so the checksum
+covers them); ``ckpt_00001000.json`` repeats that metadata with the sha256 of the safetensors
+file. The JSON is written last: a checkpoint without a valid JSON sidecar, whose file does not
+match the recorded checksum, or whose sidecar differs from the metadata inside the file, is
+refused with an error naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +28,15 @@ from . import parts
 from .atomic import atomic_write_text
 from .errors import CheckpointError
 
+META_KEY = "walkback"  # the safetensors metadata entry that holds the checkpoint's JSON
+
 __all__ = [
     "Checkpoint",
     "save_checkpoint",
     "load_checkpoint",
     "list_checkpoints",
     "latest_checkpoint",
+    "load_latest_intact",
     "prune_checkpoints",
     "optimizer_to_tensors",
     "optimizer_from_tensors",
@@ -52,11 +58,25 @@ def save_checkpoint(directory: Path, step: int, checkpoint: Checkpoint, *,
     positive and needed: ``parts``) then its JSON sidecar; returns the sidecar's path."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = directory / f"ckpt_{step:08d}"
-    payload = save_bytes({k: v.detach().contiguous().cpu() for k, v in checkpoint.tensors.items()})
+    meta = {**checkpoint.meta, "step": step}
+    payload = save_bytes({k: v.detach().contiguous().cpu() for k, v in checkpoint.tensors.items()},
+                         metadata={META_KEY: json.dumps(meta, sort_keys=True)})
     parts.write_bytes(stem.with_suffix(".safetensors"), payload, max_file_bytes)
-    meta = {**checkpoint.meta, "step": step, "sha256": hashlib.sha256(payload).hexdigest()}
-    atomic_write_text(stem.with_suffix(".json"), json.dumps(meta, indent=2))
+    sidecar = {**meta, "sha256": hashlib.sha256(payload).hexdigest()}
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(sidecar, indent=2))
     return stem.with_suffix(".json")
+
+
+def _embedded_meta(payload: bytes) -> dict | None:
+    """The metadata a checkpoint carries inside its safetensors header (``None`` for files written
+    before it did): the header is an 8-byte little-endian length, then JSON."""
+    try:
+        size = int.from_bytes(payload[:8], "little")
+        header = json.loads(payload[8:8 + size])
+        text = header.get("__metadata__", {}).get(META_KEY)
+        return None if text is None else json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
 
 
 def load_checkpoint(path: Path, *, device: str = "cpu") -> Checkpoint:
@@ -77,6 +97,10 @@ def load_checkpoint(path: Path, *, device: str = "cpu") -> Checkpoint:
     payload = parts.read_bytes(weights)
     if hashlib.sha256(payload).hexdigest() != meta["sha256"]:
         raise CheckpointError(f"{weights}: checksum mismatch (truncated or corrupt checkpoint)")
+    inside = _embedded_meta(payload)
+    if inside is not None and inside != {k: v for k, v in meta.items() if k != "sha256"}:
+        raise CheckpointError(f"{sidecar}: differs from the metadata inside {weights.name} "
+                              "(edited or corrupt sidecar)")
     try:
         tensors = {k: v.to(device) for k, v in load_bytes(payload).items()}
     except (SafetensorError, OSError) as exc:
@@ -92,6 +116,25 @@ def list_checkpoints(directory: Path) -> list[Path]:
 def latest_checkpoint(directory: Path) -> Path | None:
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def load_latest_intact(directory: Path) -> tuple[Path, Checkpoint] | None:
+    """The newest checkpoint that loads and verifies; each one skipped is named in a warning
+    together with the one tried next. ``None`` without checkpoints; when none is intact, the
+    newest one's error."""
+    found = list_checkpoints(directory)
+    first_error: CheckpointError | None = None
+    for i, path in enumerate(reversed(found)):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as exc:
+            first_error = first_error or exc
+            older = found[-i - 2] if i + 1 < len(found) else None
+            warnings.warn(f"{exc}; " + (f"resuming from the previous checkpoint {older.name}"
+                                        if older else "no older checkpoint"), stacklevel=2)
+    if first_error is not None:
+        raise first_error
+    return None
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:

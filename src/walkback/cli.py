@@ -11,6 +11,7 @@ import argparse
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -407,6 +408,7 @@ def _fail(message: str, code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``walkback`` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    warnings.formatwarning = lambda message, *rest, **kw: f"walkback: warning: {message}\n"
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:

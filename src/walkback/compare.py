@@ -42,7 +42,7 @@ from .metrics import toy_metrics
 from .model import Walkback, load
 from .plots import plot_compare
 from .presets import get_preset
-from .train import load_data, resolve_device, train
+from .train import holds_run, load_data, resolve_device, train
 
 __all__ = ["CompareOptions", "compare", "arm_config"]
 
@@ -95,8 +95,7 @@ def _train_arm(config: Config, run_dir: Path, progress: bool) -> None:
     """Train (or finish, after a kill) one arm; a finished arm is kept as it is."""
     if (run_dir / "model").is_dir():
         return
-    resume = (run_dir / "config.json").is_file()
-    train(config, run_dir, resume=resume, progress=progress)
+    train(config, run_dir, resume=holds_run(run_dir), progress=progress)
 
 
 def _train_arms_in_processes(arms: list[tuple[str, int, Path]], options: CompareOptions) -> None:
@@ -109,7 +108,7 @@ def _train_arms_in_processes(arms: list[tuple[str, int, Path]], options: Compare
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, "-m", "walkback.cli", "train", "--run-dir", str(run_dir),
                        "--no-progress"]
-            if (run_dir / "config.json").is_file():
+            if holds_run(run_dir):
                 command.append("--resume")
             else:
                 command += ["--preset", preset]

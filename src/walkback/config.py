@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ __all__ = [
     "config_to_dict",
     "validate",
     "save_minutes",
+    "RANGES",
+    "check_range",
 ]
 
 
@@ -165,6 +168,76 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+INF = math.inf
+# Every numeric key's valid range, checked once by ``validate``: (low, high, low included, high
+# included). Floats must also be finite. Cross-key rules (n1 <= num_steps, ...) follow it.
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "seed": (0, INF, True, False),
+    "data.num_train": (1, INF, True, False),
+    "data.num_heldout": (1, INF, True, False),
+    "data.resolution": (0, INF, True, False),
+    "model.hidden": (1, INF, True, False),
+    "model.depth": (1, INF, True, False),
+    "model.channels": (1, INF, True, False),
+    "model.num_res_blocks": (1, INF, True, False),
+    "model.dropout": (0, 1, True, False),
+    "model.alpha": (0, 1, False, False),
+    "model.min_var": (0, INF, True, False),
+    "model.init_var": (0, INF, False, False),
+    "model.cond_dim": (2, INF, True, False),
+    "model.hidden_units": (0, INF, True, False),
+    "model.relax_steps": (0, INF, True, False),
+    "model.rate_gain": (0, INF, False, False),
+    "model.inner_steps": (0, INF, True, False),
+    "model.input_scale": (0, INF, True, False),
+    "model.hidden_min_var": (0, INF, True, False),
+    "schedule.num_steps": (1, INF, True, False),
+    "schedule.t0": (0, INF, False, False),
+    "schedule.factor": (1, INF, True, False),
+    "schedule.n1": (0, INF, True, False),
+    "schedule.max_variance": (0, INF, True, False),
+    "train.transition_batch": (0, INF, True, False),
+    "train.loss_steps": (0, INF, True, False),
+    "train.hidden_weight": (0, INF, True, False),
+    "train.steps": (1, INF, True, False),
+    "train.batch_size": (1, INF, True, False),
+    "train.lr": (0, INF, False, False),
+    "train.ema": (0, 1, True, False),
+    "train.grad_clip": (0, INF, False, False),
+    "train.prior_momentum": (0, 1, True, False),
+    "train.log_every": (1, INF, True, False),
+    "train.checkpoint_every": (1, INF, True, False),
+    "train.keep_checkpoints": (1, INF, True, False),
+    "train.max_file_mb": (0, INF, True, False),
+    "train.time_limit_s": (0, INF, True, False),
+    "sample.num_samples": (1, INF, True, False),
+    "sample.extra_steps": (0, INF, True, False),
+    "sample.batch_size": (1, INF, True, False),
+    "sample.num_paths": (1, INF, True, False),
+    "sample.start_step": (0, INF, True, False),
+    "diffusion.levels": (1, INF, True, False),
+    "diffusion.beta_start": (0, 1, False, False),
+    "diffusion.beta_end": (0, 1, False, False),
+    "diffusion.eta": (0, 1, True, True),
+    "diffusion.clip": (0, INF, True, False),
+}
+
+
+def interval(low: float, high: float, low_in: bool, high_in: bool) -> str:
+    """``[0, 1)``-style text of a range."""
+    return f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+
+
+def check_range(key: str, value: float, low: float, high: float, low_in: bool,
+                high_in: bool) -> None:
+    """Raise ``ConfigError`` naming ``key``, ``value`` and the range unless ``value`` is in it."""
+    inside = math.isfinite(value) and (low <= value if low_in else low < value) and \
+        (value <= high if high_in else value < high)
+    if not inside:
+        raise ConfigError(f"config key {key}: must be in {interval(low, high, low_in, high_in)}"
+                          f"{' and finite' if high == INF else ''}, got {value}")
+
+
 def _parse(key: str, raw: str, kind: type) -> Any:
     """Parse a ``--set`` string into ``kind`` (bool, int, float or str)."""
     try:
@@ -259,19 +332,10 @@ def validate(config: Config) -> Config:
     for key, options in CHOICES.items():
         if flat[key] not in options:
             raise ConfigError(f"config key {key}: {flat[key]!r} is not one of {', '.join(options)}")
-    positive = ("schedule.num_steps", "train.steps", "train.batch_size", "sample.num_samples",
-                "sample.batch_size", "sample.num_paths", "model.hidden", "model.depth",
-                "train.log_every", "train.checkpoint_every", "data.num_train", "data.num_heldout",
-                "model.rate_gain", "diffusion.levels")
-    for key in positive:
-        if flat[key] <= 0:
-            raise ConfigError(f"config key {key}: must be > 0, got {flat[key]}")
-    for key in ("model.hidden_units", "model.relax_steps", "model.inner_steps", "model.input_scale",
-                "model.hidden_min_var", "train.transition_batch", "train.loss_steps",
-                "train.max_file_mb", "train.hidden_weight", "sample.start_step", "diffusion.clip",
-                "train.time_limit_s"):
-        if flat[key] < 0:
-            raise ConfigError(f"config key {key}: must be >= 0, got {flat[key]}")
+    for key, bounds in RANGES.items():
+        check_range(key, flat[key], *bounds)
+    if flat["model.cond_dim"] % 2:
+        raise ConfigError(f"config key model.cond_dim: must be even, got {flat['model.cond_dim']}")
     for key in ("model.hidden_units", "model.hidden_min_var"):
         if flat[key] and flat["model.backbone"] != "rate":
             raise ConfigError(f"config key {key}: needs model.backbone=rate")
@@ -297,10 +361,6 @@ def validate(config: Config) -> Config:
         _validate_ddpm(flat)
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
-    if not 0 < flat["model.alpha"] < 1:
-        raise ConfigError(f"config key model.alpha: must be in (0, 1), got {flat['model.alpha']}")
-    if flat["schedule.factor"] < 1 or flat["schedule.t0"] <= 0:
-        raise ConfigError("config keys schedule.factor >= 1 and schedule.t0 > 0 are required")
     return config
 
 
@@ -331,9 +391,6 @@ def _validate_ddpm(flat: dict[str, Any]) -> None:
         raise ConfigError("config key schedule.num_steps: method=ddpm samples on at most "
                           f"diffusion.levels={flat['diffusion.levels']} levels, got "
                           f"{flat['schedule.num_steps']}")
-    if not 0 < flat["diffusion.beta_start"] <= flat["diffusion.beta_end"] < 1:
+    if flat["diffusion.beta_start"] > flat["diffusion.beta_end"]:
         raise ConfigError("config keys diffusion.beta_start, diffusion.beta_end: need "
-                          "0 < beta_start <= beta_end < 1")
-    if not 0 <= flat["diffusion.eta"] <= 1:
-        raise ConfigError(f"config key diffusion.eta: must be in [0, 1], "
-                          f"got {flat['diffusion.eta']}")
+                          "beta_start <= beta_end")

