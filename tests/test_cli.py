@@ -200,3 +200,18 @@ def test_sample_corrupt_model(run_dir: Path, tmp_path: Path, capsys: pytest.Capt
         code = main([command[0], "--run-dir", str(run), *command[1:]])
         assert code not in (0, 2)
         assert "model.safetensors" in _one_line_error(capsys.readouterr().err)
+
+
+def test_a_second_evaluation_needs_overwrite_and_changes_nothing_without_it(
+        run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "eval.json").write_text("previous")
+    assert main(["evaluate", "--run-dir", str(run), "--num-samples", "50", "--no-progress"]) == 2
+    assert "--overwrite" in _one_line_error(capsys.readouterr().err)
+    assert (run / "eval.json").read_text() == "previous"
+    assert main(["evaluate", "--run-dir", str(run), "--num-samples", "50", "--no-progress",
+                 "--overwrite"]) == 0
+    assert json.loads((run / "eval.json").read_text())["chain"]["protocol"]["num_samples"] == 50

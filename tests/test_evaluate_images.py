@@ -245,7 +245,7 @@ def test_bad_samples_are_one_line_errors_and_nothing_is_overwritten(
     (out / "eval.json").write_text("previous")
     code = main(["evaluate", "--samples", str(path), "--data", "mnist", "--data-root", str(mnist_root),
                  "--metrics", "fid", "--out-dir", str(out), "--cache-dir", str(tmp_path / "c"),
-                 "--no-progress", "--device", "cpu"])
+                 "--no-progress", "--device", "cpu", "--overwrite"])
     line = _one_line(capsys.readouterr().err)
     assert code not in (0, 2) and needle in line and str(path) in line
     assert (out / "eval.json").read_text() == "previous" and not (out / "figures").exists()
@@ -263,9 +263,13 @@ def test_cli_samples_from_walkback_sample_and_image_run(
     result = json.loads((tmp_path / "s_eval" / "eval.json").read_text())
     assert result["samples"]["protocol"]["K"] == 3 and result["samples"]["protocol"]["num_samples"] == 12
     assert main(["evaluate", "--samples", str(samples), "--data", "mnist", "--data-root", str(mnist_root),
-                 "--metrics", "bound", *common[2:]]) == 2
+                 *common]) == 2  # an evaluation is there already
+    assert "--overwrite" in _one_line(capsys.readouterr().err)
+    assert main(["evaluate", "--samples", str(samples), "--data", "mnist", "--data-root", str(mnist_root),
+                 "--metrics", "bound", *common[2:], "--overwrite"]) == 2
     assert "--run-dir" in _one_line(capsys.readouterr().err)
-    assert main(["evaluate", "--run-dir", str(run_dir), *common, "--chain-steps", "0,K"]) == 0
+    assert main(["evaluate", "--run-dir", str(run_dir), *common, "--chain-steps", "0,K",
+                 "--overwrite"]) == 0
     assert "samples:" in capsys.readouterr().out
 
 
@@ -278,7 +282,7 @@ def test_start_step_starts_the_chains_part_way_up_and_says_so(
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     common = ["--metrics", "fid,chain", "--chain-steps", "0,1", "--cache-dir", str(tmp_path / "c"),
-              "--no-progress", "--device", "cpu", "--no-floor"]
+              "--no-progress", "--device", "cpu", "--no-floor", "--overwrite"]
     assert main(["evaluate", "--run-dir", str(run), "--start-step", "2", *common]) == 0
     result = json.loads((run / "eval.json").read_text())
     assert result["K"] == 2 and result["samples"]["protocol"]["K"] == 2

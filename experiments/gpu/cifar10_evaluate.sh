@@ -4,7 +4,7 @@
 D=${1:?data folder}; W=${2:?FID weights (.npz)}; LEFT=${3:-560}
 test -f runs/cifar10/config.json || { echo "runs/cifar10 is not on this machine"; exit 3; }
 export PYTHONPATH=src
-EV="--fid-weights $W --data-root $D --cache-dir /tmp/cache --amp bf16 --device cuda --no-progress --batch-size 2000"
+EV="--fid-weights $W --data-root $D --cache-dir /tmp/cache --amp bf16 --device cuda --no-progress --batch-size 2000 --overwrite"
 T0=$(date +%s)
 timeout 380 python3 -m walkback evaluate --run-dir runs/cifar10 --metrics fid,kid,chain \
   --chain-steps 0,K,10K --num-samples 10000 --report samples $EV

@@ -199,6 +199,14 @@ def _evaluate_toy(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def _guard_evaluation(out: Path, overwrite: bool) -> None:
+    """An evaluation writes ``eval.json`` and ``figures/`` together: refuse to replace an earlier
+    one unless ``--overwrite``, before anything is computed or written."""
+    if (out / "eval.json").exists() and not overwrite:
+        raise ConfigError(f"{out / 'eval.json'} already exists; pass --overwrite to replace it and "
+                          "the figures beside it")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     """Toy run -> ``evaluate_run``; image run or ``--samples`` -> ``evaluate_images``."""
     command = "walkback " + shlex.join(args.argv)
@@ -207,7 +215,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             if getattr(args, flag) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')} is for --samples; a run's data set "
                                   "and folder come from the run")
-        if load_run_config(Path(args.run_dir)).data.name in TOY_DATASETS:
+        config = load_run_config(Path(args.run_dir))
+        _guard_evaluation(Path(args.run_dir), args.overwrite)
+        if config.data.name in TOY_DATASETS:
             return _evaluate_toy(args, command)
         result = evaluate_image_run(args.run_dir, _image_options(args, command))
         out = Path(args.run_dir)
@@ -219,6 +229,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                               "scored as stored")
         samples = Path(args.samples)
         out = Path(args.out_dir) if args.out_dir else samples.parent / f"{samples.stem}_eval"
+        _guard_evaluation(out, args.overwrite)
         result = evaluate_samples_file(samples, data=args.data, data_root=args.data_root or "data",
                                        options=_image_options(args, command), out_dir=out,
                                        key=args.samples_key)
@@ -365,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"),
                    help="default: cpu for toy runs, auto (the GPU if there is one) for images")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier evaluation (eval.json and figures/) in the output folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_evaluate)
 

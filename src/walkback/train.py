@@ -267,8 +267,15 @@ def _save(run_dir: Path, step: int, model: Walkback, ema: Walkback, opt: torch.o
                **{f"ema.{k}": v for k, v in ema.state_dict().items()},
                **opt_tensors, "rng.generator": generator.get_state()}
     meta = {"config": config_to_dict(config), "optimizer": opt_meta, "train_seconds": train_seconds}
-    save_checkpoint(run_dir / "checkpoints", step, Checkpoint(tensors, meta),
-                    max_file_bytes=max_file_bytes(config))
+    previous = latest_checkpoint(run_dir / "checkpoints")
+    try:
+        save_checkpoint(run_dir / "checkpoints", step, Checkpoint(tensors, meta),
+                        max_file_bytes=max_file_bytes(config))
+    except OSError as exc:  # a full disk, say: the write left the earlier checkpoints as they were
+        kept = f"the previous checkpoint {previous.name} is intact" if previous else "no earlier checkpoint"
+        raise CheckpointError(f"{run_dir / 'checkpoints'}: writing the checkpoint of step {step} "
+                              f"failed ({exc.strerror or exc}); {kept}; make room and continue "
+                              "with `walkback train --resume`") from None
     prune_checkpoints(run_dir / "checkpoints", config.train.keep_checkpoints)
 
 

@@ -1,4 +1,4 @@
-"""Downloads (only when the caller passes ``download=True`` / ``--download``), md5-checked.
+"""Downloads (only when the caller passes ``download=True``, ``--set data.download=true``), md5-checked.
 
 Files go where torchvision puts them, so torchvision and these readers share one copy:
 MNIST ``root/MNIST/raw/*.gz``, CIFAR-10 ``root/cifar-10-python.tar.gz`` (read without
