@@ -338,6 +338,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     cfg = config.train
     device = resolve_device(cfg.device)
     enable_fast_kernels(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     data = load_data(config)  # both checked before anything is written
     _prepare_run_dir(config, run_dir, resume, overwrite)
 
