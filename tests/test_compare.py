@@ -35,6 +35,7 @@ def test_every_arm_trains_for_the_same_minutes_and_is_scored(compared: Path) -> 
         assert set(arm["chain"]) == {"E=0", "E=K", "E=10K"}
         assert isinstance(arm["bound_nats"], float)
         assert (Path(arm["run_dir"]) / "snapshots" / "min0.02" / "model.safetensors").is_file()
+        assert json.loads((Path(arm["run_dir"]) / "compare_arm.json").read_text()) == arm
     vw, ddpm = result["arms"]
     # VW scores K walk-back terms per training example, the DDPM one denoising term
     assert vw["transitions_per_s"] == pytest.approx(30 * vw["images_per_s"], rel=1e-6)
@@ -56,3 +57,31 @@ def test_a_second_compare_is_refused_and_mixed_data_sets_are_errors(
     assert main(["compare", "--presets", "mog,nosuch", "--minutes", "0.01", "--out-dir",
                  str(tmp_path / "y")]) == 2
     assert "nosuch" in capsys.readouterr().err
+
+
+def test_a_stopped_comparison_continues_from_the_kept_arms(compared: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run again with --overwrite: nothing is trained or scored again (both are refused here),
+    the table is rewritten from the kept arms."""
+    import shutil
+
+    import walkback.compare as compare_module
+
+    out = tmp_path / "again"
+    shutil.copytree(compared, out)
+    for arm in json.loads((compared / "compare.json").read_text())["arms"]:  # the copies' paths
+        copy = out / Path(arm["run_dir"]).relative_to(compared)
+        saved = json.loads((copy / "compare_arm.json").read_text())
+        (copy / "compare_arm.json").write_text(json.dumps({**saved, "run_dir": str(copy)}))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("retrained or rescored a kept arm")
+
+    monkeypatch.setattr(compare_module, "train", refuse)
+    monkeypatch.setattr(compare_module, "_arm_result", refuse)
+    assert main(["compare", "--presets", "mog,mog-diffusion", "--minutes", "0.05", "--save-at",
+                 "0.02", "--out-dir", str(out), "--device", "cpu", "--num-samples", "300",
+                 "--set", "model.hidden=32", "--no-progress", "--overwrite"]) == 0
+    again = json.loads((out / "compare.json").read_text())
+    assert [a["run_dir"] for a in again["arms"]] == [str(out / "mog" / "seed0"),
+                                                     str(out / "mog-diffusion" / "seed0")]

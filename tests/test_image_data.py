@@ -110,7 +110,7 @@ def test_mnist_wrong_md5_and_truncation_name_the_file(tmp_path: Path, monkeypatc
 def test_missing_data_lists_layouts_and_never_downloads(tmp_path: Path) -> None:
     with pytest.raises(DataMissingError) as info:
         load_image_dataset("mnist", "test", root=tmp_path)
-    _one_line(info, tmp_path / "MNIST" / "raw", "--download")
+    _one_line(info, tmp_path / "MNIST" / "raw", "--set data.download=true")
     for name in ("cifar10", "svhn", "celeba"):
         with pytest.raises(DataMissingError) as info:
             load_image_dataset(name, "test", root=tmp_path)

@@ -11,6 +11,9 @@ it (``samples``: the noise-free output of ``model.sample``): images with ``evalu
 the metric-against-minutes plot. Throughput comes from the runs' ``metrics.jsonl`` (training
 images/s and transitions/s) and from timing ``model.sample`` (network evaluations/s).
 
+Each arm's scores are kept in its run folder (``compare_arm.json``): a comparison that was stopped
+(a time limit, a kill) continues where it stopped when the same command runs again.
+
 Written to ``out_dir``: ``compare.json`` (everything, per arm and seed), ``compare.md`` (the
 table: mean and spread over seeds per preset) and ``compare.png`` (the sample metric against
 training minutes, one line per preset, the seeds' spread shaded).
@@ -47,6 +50,7 @@ from .train import holds_run, load_data, resolve_device, train
 __all__ = ["CompareOptions", "compare", "arm_config"]
 
 UNLIMITED_STEPS = 10**9  # arms stop on time, not on a step count
+ARM_FILE = "compare_arm.json"  # an arm's scores, beside its run
 
 
 @dataclass
@@ -209,6 +213,18 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
     return arm
 
 
+def _scored_arm(preset: str, seed: int, run_dir: Path, config: Config,
+                options: CompareOptions) -> dict[str, Any]:
+    """``_arm_result``, kept in the arm's folder (``ARM_FILE``) so that a comparison stopped
+    while scoring continues where it stopped; delete the file to score the arm again."""
+    path = run_dir / ARM_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    arm = jsonable(_arm_result(preset, seed, run_dir, config, options))
+    atomic_write_text(path, json.dumps(arm, indent=2, allow_nan=False))
+    return arm
+
+
 def _snapshot_minutes(folder: Path) -> float:
     return float(folder.name[3:])
 
@@ -293,7 +309,7 @@ def compare(options: CompareOptions) -> dict[str, Any]:
         _train_arms_in_processes([(p, s, out / p / f"seed{s}") for p, s in configs], options)
     for (preset, seed), config in configs.items():
         _train_arm(config, out / preset / f"seed{seed}", options.progress)
-    arms = [_arm_result(p, s, out / p / f"seed{s}", c, options) for (p, s), c in configs.items()]
+    arms = [_scored_arm(p, s, out / p / f"seed{s}", c, options) for (p, s), c in configs.items()]
     data_name = names.pop()
     key, label = _metric_of(data_name)
     device = resolve_device(options.device, setting="--device")
