@@ -433,3 +433,28 @@ def test_sampling_needs_no_data_once_the_start_prior_is_saved(
     assert main(["fit-prior", "--run-dir", str(run), "--start-step", "1", "--overwrite",
                  "--device", "cpu"]) != 0
     assert str(data) in _one_line(capsys.readouterr().err)
+
+
+def test_compare_on_images_scores_fid_kid_bound_and_chains_of_every_arm(
+        mnist_root: Path, tmp_path: Path, capsys, stand_in_inception) -> None:
+    """The image path of ``walkback compare`` (tiny U-Nets, the stand-in feature network): FID,
+    KID, bits/dim and FID at E = 0 / K / 10K for each arm, FID of every saved model."""
+    tiny = ["model.channels=8", "model.channel_mults=1", "model.num_res_blocks=1",
+            "schedule.num_steps=3", "train.batch_size=8", "train.amp=none", "train.log_every=1",
+            "train.checkpoint_every=1000", f"data.root={mnist_root}", "sample.batch_size=8",
+            "diffusion.levels=12", "train.max_file_mb=0"]
+    out = tmp_path / "cmp"
+    args = ["compare", "--presets", "mnist,mnist-diffusion", "--minutes", "0.04", "--save-at",
+            "0.02", "--out-dir", str(out), "--device", "cpu", "--num-samples", "16",
+            "--bound-points", "4", "--data-root", str(mnist_root), "--cache-dir",
+            str(tmp_path / "c"), "--no-progress", *[x for item in tiny for x in ("--set", item)]]
+    assert main(args) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["curve_metric"] == "fid"
+    for arm in result["arms"]:
+        assert math.isfinite(arm["fid"]) and math.isfinite(arm["kid"])
+        assert math.isfinite(arm["bits_per_dim"])
+        assert set(arm["chain_fid"]) == {"E=0", "E=3", "E=30"}
+        assert [c["minutes"] for c in arm["curve"]] == [0.02, 0.04]
+        assert all(math.isfinite(c["fid"]) for c in arm["curve"])
+    assert "| mnist-diffusion | 1 |" in (out / "compare.md").read_text()

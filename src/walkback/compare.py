@@ -198,7 +198,7 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
         arm["bound_nats"] = final["bound"]["estimates"][-1]["log_bound"]
     else:
         final = evaluate_image_run(run_dir, _image_options(options, "fid,kid,bound,chain"))
-        arm["fid"], arm["kid"] = final["fid"]["value"], final["kid"]["value"]
+        arm["fid"], arm["kid"] = final["fid"]["value"], final["kid"]["mean"]
         arm["bits_per_dim"] = final["bound"]["estimates"][-1]["bits_per_dim"]
         arm["chain_fid"] = {f"E={s['E']}": s.get("fid") for s in final["chain"]["snapshots"]}
     arm["curve"] = []
