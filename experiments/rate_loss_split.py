@@ -1,5 +1,5 @@
 """The walk-back loss of a trained rate network split into its visible and hidden units' terms
-(docs/RESULTS.md, "Rate network, session 6"): heat 2,000 training points once with the model's
+(docs/RESULTS.md, "Rate network: the hidden units' share of the loss"): heat 2,000 training points once with the model's
 own operator, then sum -log p_T(s_{t-1} | s_t) over the K steps, per unit group. Also prints the
 mean |h| of the data's lifted states and the visible noise variance at T = 1.
 

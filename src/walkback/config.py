@@ -72,7 +72,7 @@ class ModelConfig:
     inner_steps: int = 0  # rate: hidden sub-steps (v held) inside each transition: fast hidden units
     input_scale: float = 0.0  # rate: > 0 draws the visible-to-hidden weights at input_scale / sqrt(D)
     # and the hidden biases in (-input_scale, input_scale) (nonlinear hidden units from the start);
-    # 0: every weight at 0.5 / sqrt(D + H) and zero biases (the session-5 initialisation)
+    # 0: every weight at 0.5 / sqrt(D + H) and zero biases (the first rate networks' initialisation)
     hidden_min_var: float = 0.0  # rate: the hidden units' noise-variance floor (per T = 1 step) is
     # max(min_var, hidden_min_var), so that heating also erases what the hidden units hold
 

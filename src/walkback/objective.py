@@ -34,7 +34,8 @@ def unit_weights(
     log-density, the bound's term) when there are no hidden units or ``hidden_weight == 1``.
 
     Why: with ``H >> D`` the hidden terms dominate the sum, and they are smallest for slow,
-    small, nearly linear hidden units (docs/RESULTS.md, "Rate network, session 6").
+    small, nearly linear hidden units (docs/RESULTS.md, "Rate network: the hidden units' share of
+    the loss").
     """
     if not hidden_dim or hidden_weight == 1:
         return None

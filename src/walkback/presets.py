@@ -19,7 +19,7 @@ _TOY: dict[str, Any] = {
     "train": {"steps": 1000, "batch_size": 500, "lr": 1e-3, "mode": "accumulate"},
 }
 
-# The rate network (sessions 7-8, docs/RESULTS.md): hidden units that start nonlinear
+# The rate network (docs/RESULTS.md, "Rate network"): hidden units that start nonlinear
 # (input_scale), fast hidden sub-steps, rates in (-1.5, 1.5), a small initial noise variance, and
 # a noise floor for the hidden units (hidden_min_var) so that the heating erases what they hold.
 _RATE: dict[str, Any] = {"backbone": "rate", "hidden_units": 64, "relax_steps": 10, "alpha": 0.5,
@@ -71,11 +71,11 @@ _PAPER: dict[str, Any] = {
 }
 
 
-# (no hidden noise floor: with hidden_min_var = 0.01 MNIST narrowed to three classes, session 8)
+# (no hidden noise floor: with hidden_min_var = 0.01 MNIST narrowed to three classes)
 _MNIST_RATE: dict[str, Any] = {**_RATE, "hidden_units": 256, "form": "2017", "mean_scale": "none",
                                "input_scale": 2.0, "inner_steps": 3, "min_var": 1e-4,
                                "hidden_min_var": 0.0}
-# f = 1.3 (T_K = 1.3^29, about 2,000; session 8): with 1.17 (T_K = 95) the top of the heating
+# f = 1.3 (T_K = 1.3^29, about 2,000): with 1.17 (T_K = 95) the top of the heating
 # still held each digit's shape and the class histogram was uneven; hidden_weight as spiral-rate
 _MNIST_RATE_TRAIN: dict[str, Any] = {"amp": "none", "hidden_weight": 0.03, "steps": 1500}
 
