@@ -1,4 +1,4 @@
-"""Detailed-balance baseline (SPEC.md, "Non-equilibrium"): an energy ``E_theta`` trained by denoising
+"""Detailed-balance baseline (docs/method.md, "Non-equilibrium"): an energy ``E_theta`` trained by denoising
 score matching on the 3x3 MoG, sampled by MALA from a broad Gaussian. Reports the MoG metrics, the
 acceptance rate and the MH entropy production ``E[log K(s'|s) - log K(s|s')]`` with its 95%
 interval, which must contain 0 (MALA obeys detailed balance w.r.t. ``exp(-E_theta)``).

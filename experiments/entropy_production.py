@@ -1,5 +1,5 @@
 """Entropy production per step (nats) of trained operators at T = 1, with a 95% interval from
-independent chains (SPEC.md, "Non-equilibrium"): the chains start from annealed samples, run
+independent chains (docs/method.md, "Non-equilibrium"): the chains start from annealed samples, run
 BURN steps at T = 1, then STEPS steps over which the exact Gaussian pair terms are averaged.
 
 Usage: python experiments/entropy_production.py RUN_DIR [RUN_DIR ...]

@@ -1,4 +1,4 @@
-"""The recurrent rate network on MNIST (SPEC.md, "Biologically plausible operator"): for each run,
+"""The recurrent rate network on MNIST (docs/method.md, "The rate network"): for each run,
 the class histogram of N chains (the visible part of the last step's mean, as an image) at
 E = 0, K and 10K extra steps at T = 1, the entropy production per step at T = 1 with its 95%
 interval, the weight asymmetry ||W - W^T|| / ||W + W^T||, and a 10x10 grid of the E = 0 means.

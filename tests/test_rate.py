@@ -1,4 +1,4 @@
-"""The stochastic recurrent rate network (SPEC.md, "Biologically plausible operator"): the
+"""The stochastic recurrent rate network (docs/method.md, "The rate network"): the
 operator's mean, the symmetric variant, lifting data to full states, and an end-to-end run."""
 
 from __future__ import annotations

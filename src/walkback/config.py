@@ -55,7 +55,7 @@ class ModelConfig:
     channel_mults: str = "1,2,2"  # unet width multipliers per resolution
     num_res_blocks: int = 2  # unet
     dropout: float = 0.0  # unet
-    alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F; for "rate": SPEC's leak a, i.e.
+    alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F; for "rate": the leak a, i.e.
     # mean = (1 - a) s + a phi(W s + b) (the operator is built with alpha = 1 - a)
     min_var: float = 1e-6
     mean_scale: str = "none"  # "noise": mean = s + (1 - alpha) sqrt(T var) (F - s) (preconditioned)
@@ -88,7 +88,7 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
-    objective: str = "paper"  # "paper" | "released" (2017 code, SPEC.md D1) | "bound": the whole
+    objective: str = "paper"  # "paper" | "released" (the 2017 code's loss, docs/method.md) | "bound": the whole
     # variational bound, heating path reparameterised (gradients flow through q; accumulate only)
     heating: str = "model"  # "model" (VW) | "fixed" (NET-style Gaussian diffusion)
     mode: str = "online"  # "online": one update per heating step | "accumulate": one per path |

@@ -1,4 +1,4 @@
-"""Evaluate a trained run (EVALUATION.md): long-chain toy metrics with mixing, the variational bound
+"""Evaluate a trained run (docs/evaluation.md): long-chain toy metrics with mixing, the variational bound
 on held-out points and the figures, each written with its protocol (data, split, N, K, E, seed and
 which state is reported) into ``eval.json`` and ``figures/`` of the run folder.
 """

@@ -1,4 +1,4 @@
-"""Evaluate image runs and samples files (EVALUATION.md): FID / KID with the FID Inception, the MNIST
+"""Evaluate image runs and samples files (docs/evaluation.md): FID / KID with the FID Inception, the MNIST
 class histogram and classifier FID, the variational bound in bits/dim, long chains with mixing, and
 the legacy Parzen log-likelihood; ``eval.json`` (every number with its protocol) and figures.
 

@@ -161,7 +161,7 @@ class Walkback(nn.Module):
     def lift(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """The state that heating starts from for data ``x``: ``x`` itself without hidden units;
         else ``s = [x; 0]`` followed by ``relax_steps`` operator steps at ``T = 1``, each with
-        the visible part reset to ``x`` (SPEC.md: hidden units relax with ``v`` clamped)."""
+        the visible part reset to ``x`` (docs/method.md: hidden units relax with ``v`` clamped)."""
         if not self.hidden_dim:
             return x
         d = self.visible_dim
@@ -369,7 +369,7 @@ def build_model(config: Config) -> Walkback:
     # diffusion's beta_t = c T_t
     beta = m.noise_scale == "beta" or (m.noise_scale == "auto" and config.train.heating == "fixed")
     var_scale = float(fixed_diffusion_betas(temps)[0] / temps[0]) if beta else 1.0
-    # the rate network: model.alpha is SPEC's leak a, mean = (1 - a) s + a phi(W s + b)
+    # the rate network: model.alpha is the leak a, mean = (1 - a) s + a phi(W s + b)
     operator = TransitionOperator(
         build_backbone(config, shape), shape, form=m.form, alpha=1 - m.alpha if rate else m.alpha,
         min_var=unit_min_var(config, shape), cond_dim=m.cond_dim, mean_scale=m.mean_scale,

@@ -1,4 +1,4 @@
-"""The walk-back loss and the variational bound (SPEC.md, "Objective").
+"""The walk-back loss and the variational bound (docs/method.md).
 
 Symbols: ``s_0 = x``, heating path ``q(s_t | s_{t-1})``, cooling ``p_{T_t}(s_{t-1} | s_t)``,
 prior ``p*(s_K)``. Every function returns per-step, per-example terms; reduction happens in the
@@ -54,7 +54,7 @@ def walkback_step_loss(
     """One heating step's walk-back term per example, shape ``(B,)``.
 
     ``paper``: ``-log p_T(s_{t-1} | s_t)``, the network applied to the later, hotter ``s_t``.
-    ``released`` (2017 code, SPEC.md D1): ``-log p_T(s_{t-1} | s_{t-1})``, the network applied to
+    ``released`` (the 2017 code's loss, docs/method.md): ``-log p_T(s_{t-1} | s_{t-1})``, the network applied to
     the state it is scored on; its optimum is the identity map.
     ``weights`` (one per state dimension, see ``unit_weights``) weigh the per-unit terms; ``None``
     is the plain log-density.

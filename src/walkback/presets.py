@@ -39,7 +39,7 @@ def _toy(name: str, **changes: Any) -> dict[str, Any]:
     return preset
 
 
-# Images (GPU). "-paper" presets follow the 2017 runs (SPEC.md: MNIST MLP of width 1200,
+# Images (GPU). "-paper" presets follow the 2017 runs (docs/method.md, "The 2017 code": MNIST MLP of width 1200,
 # lr 1e-5; CIFAR-10 / SVHN / CelebA conv encoder + MLP + two deconv heads, lr 1e-4, batch 100,
 # T_0 = 1, f = 2, heating stopped once T * var reaches the data variance). The others use the
 # temperature-conditioned U-Net. These schedules are starting points: docs/RESULTS.md says
@@ -94,7 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "circle": _toy("circle"),
     "ring8": _toy("ring8"),
     "checkerboard": _toy("checkerboard"),
-    # the stochastic recurrent rate network (SPEC.md, "Biologically plausible operator"):
+    # the stochastic recurrent rate network (docs/method.md, "The rate network"):
     # state [v; h], one unconstrained W, leak a = model.alpha; "-sym" constrains W = W^T
     "mog-rate": _toy("mog", model=_RATE, schedule=_MOG_RATE_SCHEDULE, train={"steps": 3000}),
     "mog-rate-sym": _toy("mog", model={**_RATE, "symmetric": True}, schedule=_MOG_RATE_SCHEDULE,

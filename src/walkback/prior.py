@@ -1,4 +1,4 @@
-"""The broad Gaussian ``p*(s_K)`` that starts the cooling chain (SPEC.md).
+"""The broad Gaussian ``p*(s_K)`` that starts the cooling chain (docs/method.md).
 
 Diagonal Gaussian, initialised at the data's mean and variance and moved toward the moments of
 the heating end points ``s_K`` as training sees them (an exponential moving average).

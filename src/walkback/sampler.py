@@ -1,5 +1,5 @@
 """Sampling ("walk back"): ``s_K ~ p*``, then ``s_{t-1} ~ p_{T_t}(. | s_t)`` hottest first, then
-``E`` extra steps at ``T = 1`` (SPEC.md, "Sampling")."""
+``E`` extra steps at ``T = 1`` (docs/method.md, "Sampling")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Temperature schedules (pure functions returning tensors).
 
-Heating (SPEC.md): ``T_t = T_0 * f^(t-1)`` for the geometric part, optionally preceded by
+Heating (docs/method.md): ``T_t = T_0 * f^(t-1)`` for the geometric part, optionally preceded by
 ``N1`` steps at ``T = 1`` (the paper's Algorithm 1). Cooling is the heating schedule reversed.
 """
 

@@ -1,7 +1,7 @@
 """The ONE training loop of walkback, for every data set (phases: build, resume, step, maintenance).
 
 Per minibatch ``x``: walk away from ``x`` along the heating path (no gradient) and train the
-operator to walk back, minimising ``-log p_{T_t}(s_{t-1} | s_t)`` (SPEC.md), either with one
+operator to walk back, minimising ``-log p_{T_t}(s_{t-1} | s_t)`` (docs/method.md), either with one
 optimizer step per heating step ("online"), one per path ("accumulate"), or one per shuffled
 minibatch of the path's ``K * B`` transitions ("transitions": every transition is scored once,
 and the heating cost is shared by ``K * B / train.transition_batch`` updates).

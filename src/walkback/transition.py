@@ -1,4 +1,4 @@
-"""The transition operator ``p_T(s' | s) = N(s'; mean(s, T), T * var(s, T))`` (SPEC.md)."""
+"""The transition operator ``p_T(s' | s) = N(s'; mean(s, T), T * var(s, T))`` (docs/method.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""2-D toy data sets of the 2017 code (SPEC.md, "Toy data used by the 2017 code") plus two common extras.
+"""2-D toy data sets of the 2017 code (docs/method.md, "Toy data") plus two common extras.
 
 Every generator returns float32 points of shape ``(N, 2)`` lying roughly in ``[-1, 1]^2`` and
 draws all its randomness from the keyword-only ``generator`` (same seed -> identical points).

@@ -1,4 +1,4 @@
-"""One set of sampling chains with snapshots (EVALUATION.md, "Long chains").
+"""One set of sampling chains with snapshots (docs/evaluation.md, "Long chains").
 
 ``N`` chains start from ``p*``, cool through ``T_K .. T_1`` (``K`` steps) and continue at ``T = 1``;
 the images (``report="samples"``: the mean of the step that produced each state, the noise-free

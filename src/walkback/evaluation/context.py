@@ -1,6 +1,6 @@
 """What the image metrics compare against: the data set copy (splits read once, described by
 source and checksum), the FID network with its cached reference, the MNIST classifier with its
-cached reference, and the real-vs-real floor (EVALUATION.md)."""
+cached reference, and the real-vs-real floor (docs/evaluation.md)."""
 
 from __future__ import annotations
 

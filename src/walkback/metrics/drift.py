@@ -1,5 +1,5 @@
 """The 2-D drift ``d(s) = mean(s, T=1) - s`` on a grid, its curl and divergence, and how much of it
-is rotational (SPEC.md, "Non-equilibrium": non-zero curl means no potential generates the drift).
+is rotational (docs/method.md, "Non-equilibrium": non-zero curl means no potential generates the drift).
 
 Grid convention (image / ``imshow(origin="lower")`` order): entry ``[i, j]`` of every ``(G, G)``
 array sits at the point ``(x, y) = (xs[j], ys[i])``. All arrays are torch float64 on CPU.

@@ -1,4 +1,4 @@
-"""FID and KID from streamed Inception pool3 features (EVALUATION.md, "Sample quality").
+"""FID and KID from streamed Inception pool3 features (docs/evaluation.md, "Sample quality").
 
 - ``FeatureStats``: count ``n``, ``sum_i f_i`` and ``sum_i f_i f_i^T`` in float64; mean and unbiased
   covariance from them; merged across batches, so the result does not depend on the batch size.

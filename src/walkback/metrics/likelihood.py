@@ -1,4 +1,4 @@
-"""Bits per dimension of the variational bound on dequantized 8-bit images (SPEC.md, EVALUATION.md).
+"""Bits per dimension of the variational bound on dequantized 8-bit images (docs/evaluation.md, "The bound").
 
 Data ``x`` in {0..255}^D is dequantized to ``v = (x + u) / 256``, ``u ~ U[0, 1)^D``
 (``data.images.dequantize``), a density on [0, 1)^D, and mapped to model space ``y = 2 v - 1``

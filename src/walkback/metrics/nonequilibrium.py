@@ -1,4 +1,4 @@
-"""Non-equilibrium diagnostics: entropy production per step and weight asymmetry (SPEC.md).
+"""Non-equilibrium diagnostics: entropy production per step and weight asymmetry (docs/method.md).
 
 For a chain at stationarity ``s ~ pi``, ``s' ~ p(. | s)``, the entropy production per step is
 ``EP = E[log p(s' | s) - log p(s | s')] >= 0``, equal to 0 exactly under detailed balance

@@ -1,4 +1,4 @@
-"""Toy 2-D metrics (EVALUATION.md, "Toy 2-D data"): mode coverage, nearest-neighbour distance
+"""Toy 2-D metrics (docs/evaluation.md, "Toy 2-D data"): mode coverage, nearest-neighbour distance
 ratio against held-out data, and an unbiased RBF MMD^2.
 
 All distances are computed in float64 with exact (non-matmul) ``torch.cdist`` in row chunks, so

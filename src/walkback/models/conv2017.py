@@ -1,6 +1,6 @@
 """The 2017 Variational Walkback image backbone: conv encoder, MLP, two deconv heads.
 
-For MNIST the 2017 model was a plain MLP of width 1200 (SPEC.md): that is
+For MNIST the 2017 model was a plain MLP of width 1200 (docs/method.md, "The 2017 code"): that is
 ``MLPBackbone(data_shape, hidden=1200)``; ``Conv2017Backbone`` also accepts 1x28x28 (padded to
 32x32 internally, cropped back) for a convolutional MNIST ablation.
 """
@@ -77,7 +77,7 @@ class Conv2017Backbone(nn.Module):
     every layer but the heads' last is followed by a per-sample normalisation (GroupNorm for
     feature maps, LayerNorm for vectors) and per-step affine parameters (``StepNorm``). This
     REPLACES the 2017 BatchNorm, whose batch statistics make a sample depend on its batch-mates
-    (SPEC.md pitfalls). The backbone interface passes no step index, so the step is read from
+    (docs/method.md, "The 2017 code"). The backbone interface passes no step index, so the step is read from
     ``cond`` (an embedding of ``log T``, ``(B, cond_dim)``): ``weights = softmax(Linear(cond))``
     over ``num_steps`` sets is a learned soft lookup, and T enters only through the
     normalisation parameters, as in 2017. With ``cond_dim = 0`` (the operator form "2017")

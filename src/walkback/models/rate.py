@@ -1,4 +1,4 @@
-"""Stochastic recurrent rate network (SPEC.md, "Biologically plausible operator").
+"""Stochastic recurrent rate network (docs/method.md, "The rate network").
 
 State ``s = [v; h]``: ``visible_dim`` visible units (the data) followed by ``hidden_dim`` hidden
 units, one weight matrix ``W`` over all ``n = visible_dim + hidden_dim`` units.
@@ -19,7 +19,7 @@ class RateNetworkBackbone(nn.Module):
     """``(s, cond) -> (F, G)`` with ``F = gain * phi(W s + b)`` and ``G = g`` (state-independent).
 
     Wrapped in ``TransitionOperator(..., alpha=1 - a)`` the operator's mean is
-    ``alpha * s + (1 - alpha) * F = (1 - a) s + a gain phi(W s + b)``: SPEC's leaky rate
+    ``alpha * s + (1 - alpha) * F = (1 - a) s + a gain phi(W s + b)``: the leaky rate
     dynamics with leak ``a`` (``model.alpha`` in the config), and variance
     ``T * (softplus(g) + min_var)``.
 
