@@ -14,6 +14,7 @@ __all__ = [
     "heating_temperatures",
     "cooling_temperatures",
     "steps_until_variance",
+    "heating_stops",
     "fixed_diffusion_betas",
 ]
 
@@ -42,6 +43,13 @@ def cooling_temperatures(heating: torch.Tensor) -> torch.Tensor:
     return heating.flip(0)
 
 
+def heating_stops(noise_variance: float | torch.Tensor, max_variance: float | None) -> bool:
+    """The ``sigma2_max`` stop rule of one heating step: heating stops after the first step whose
+    (batch-mean) noise variance ``T_t * var`` reaches ``max_variance`` (``None`` or 0: never; a
+    tensor variance is then not even read, so the rule costs no GPU synchronisation)."""
+    return bool(max_variance) and bool(noise_variance >= max_variance)
+
+
 def steps_until_variance(
     temperatures: torch.Tensor, variance: float | torch.Tensor, max_variance: float
 ) -> int:
@@ -52,8 +60,10 @@ def steps_until_variance(
     there; if none does, all ``K`` steps are taken.
     """
     noise = temperatures * torch.as_tensor(variance, dtype=temperatures.dtype)
-    reached = torch.nonzero(noise >= max_variance)
-    return int(reached[0]) + 1 if len(reached) else len(temperatures)
+    for t, value in enumerate(noise.tolist()):
+        if heating_stops(value, max_variance):
+            return t + 1
+    return len(temperatures)
 
 
 def fixed_diffusion_betas(temperatures: torch.Tensor, final_signal: float = 0.05) -> torch.Tensor:

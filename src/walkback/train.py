@@ -37,7 +37,8 @@ from .objective import (
     negative_bound, sampled_walkback_loss, transition_batches, transition_walkback_loss,
     unit_weights, walkback_loss, walkback_step_loss,
 )
-from .trajectory import walk_away
+from .schedule import heating_stops
+from .trajectory import HeatingPath, Trajectory, walk_away
 
 __all__ = ["TrainResult", "train", "holds_run", "resolve_device", "enable_fast_kernels", "load_run_config",
            "load_data"]
@@ -174,90 +175,165 @@ def _train_denoising_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.
             "transitions": len(x)}
 
 
+@dataclass
+class _Walk:
+    """One minibatch's heating, shared by the walk-back modes: the lifted data ``x``, the heating
+    path of all ``K`` steps (the sigma2_max rule may end it early), per-unit ``weights`` of the
+    terms (``None`` unless ``train.hidden_weight`` reweighs the rate network's hidden units), and
+    what an update needs."""
+
+    model: Walkback
+    ema: Walkback
+    opt: torch.optim.Optimizer
+    config: Config
+    generator: torch.Generator
+    step: int
+    x: torch.Tensor
+    temps: torch.Tensor
+    heating: HeatingPath
+    weights: torch.Tensor | None
+    max_var: float | None
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.x.shape[1:])
+
+    def autocast(self) -> torch.autocast:
+        return _autocast(self.config, self.x)
+
+    def update(self, loss: torch.Tensor, where: str) -> torch.Tensor:
+        return _update(self.model, self.ema, self.opt, loss, self.config, f"step {self.step}, {where}")
+
+    def walk_away(self, *, reparameterized: bool = False) -> Trajectory:
+        return walk_away(self.heating, self.x, generator=self.generator, max_variance=self.max_var,
+                         reparameterized=reparameterized)
+
+
+@dataclass
+class _Walked:
+    """What a mode returns: mean walk-back term per update or step, gradient norms, the heating's
+    end points and per-step noise variances, walk-back terms scored per heating step."""
+
+    terms: list[torch.Tensor]
+    norms: list[torch.Tensor]
+    end: torch.Tensor
+    noise: list[torch.Tensor] | torch.Tensor
+    scored: float
+
+
+def _online(w: _Walk) -> _Walked:
+    """One update per heating step; the path continues with the updated operator."""
+    terms, norms, noise, s = [], [], [], w.x
+    for t in range(w.heating.num_steps):
+        with torch.no_grad(), w.autocast():
+            q = w.heating.step(s, t)
+            s_next = q.sample(generator=w.generator)
+        temperature = float(w.temps[t])
+        with w.autocast():
+            term = walkback_step_loss(w.model.operator, s, s_next, temperature,
+                                      w.config.train.objective, w.weights)
+        norms.append(w.update(term.mean() / w.dim, f"heating step t={t + 1}, term "
+                              f"-log p_T(s_t-1|s_t) at T={temperature:.4g}"))
+        terms.append(term.detach().mean())
+        noise.append(q.total_var.mean())
+        s = s_next
+        if heating_stops(noise[-1], w.max_var):
+            break
+    return _Walked(terms, norms, s, noise, len(w.x))
+
+
+def _transitions(w: _Walk) -> _Walked:
+    """The path first; its ``K * B`` transitions shuffled into updates of ``transition_batch``."""
+    with torch.no_grad(), w.autocast():
+        path = w.walk_away()
+    k, cfg, terms, norms = path.num_steps, w.config.train, [], []
+    for index in transition_batches(k, len(w.x), cfg.transition_batch or len(w.x),
+                                    generator=w.generator, device=w.x.device):
+        with w.autocast():
+            term = transition_walkback_loss(w.model.operator, path, w.temps, index,
+                                            objective=cfg.objective, weights=w.weights)
+        norms.append(w.update(k * term.mean() / w.dim, f"update {len(norms) + 1}: {len(index)} "
+                              f"transitions of -log p_T(s_t-1|s_t) from {k} heating steps"))
+        terms.append(term.detach().mean())
+    return _Walked(terms, norms, path.states[-1], path.noise_var, len(w.x))
+
+
+def _sampled_steps(w: _Walk) -> _Walked:
+    """One update on an unbiased estimate from ``train.loss_steps`` of the path's steps."""
+    with w.autocast():
+        path = w.walk_away()
+        n = min(w.config.train.loss_steps, path.num_steps)
+        total, _ = sampled_walkback_loss(w.model.operator, path, w.temps, n,
+                                         objective=w.config.train.objective,
+                                         generator=w.generator, weights=w.weights)
+    norm = w.update(total.mean() / w.dim, f"{n} of {path.num_steps} heating steps of "
+                    "-log p_T(s_t-1|s_t)")
+    terms = [total.detach().mean() / path.num_steps] * path.num_steps
+    return _Walked(terms, [norm], path.states[-1], path.noise_var,
+                   len(w.x) * n / path.num_steps)
+
+
+def _whole_bound(w: _Walk) -> _Walked:
+    """One update on the whole bound of a reparameterised path (``train.objective=bound``)."""
+    with w.autocast():
+        path = w.walk_away(reparameterized=True)
+        total, per_step = negative_bound(w.model.operator, w.model.prior, path, w.temps)
+    norm = w.update(total.mean() / w.dim, f"the bound's {path.num_steps} steps and prior "
+                    "(reparameterised path)")
+    # logged like the other modes: the mean walk-back term -log p_T(s_t-1|s_t) per step
+    return _Walked(list(per_step.detach().mean(1)), [norm], path.states[-1].detach(),
+                   path.noise_var, len(w.x))
+
+
+def _whole_path(w: _Walk) -> _Walked:
+    """One update on the sum of the path's walk-back terms (``train.mode=accumulate``)."""
+    with w.autocast():
+        path = w.walk_away()
+        per_step = walkback_loss(w.model.operator, path, w.temps, w.config.train.objective,
+                                 w.weights)
+    norm = w.update(per_step.sum(0).mean() / w.dim, f"sum over {path.num_steps} heating steps "
+                    "of -log p_T(s_t-1|s_t)")
+    return _Walked(list(per_step.detach().mean(1)), [norm], path.states[-1], path.noise_var,
+                   len(w.x))
+
+
+def _walk_back_mode(config: Config):
+    """The step function of ``train.mode`` (and, in accumulate mode, of the objective)."""
+    cfg = config.train
+    if cfg.mode == "online":
+        return _online
+    if cfg.mode == "transitions":
+        return _transitions
+    if cfg.loss_steps:
+        return _sampled_steps
+    return _whole_bound if cfg.objective == "bound" else _whole_path
+
+
 def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, x: torch.Tensor,
                      config: Config, generator: torch.Generator, step: int) -> dict[str, float]:
-    """Heat ``x`` and train the walk back; returns this minibatch's statistics."""
+    """Heat ``x`` and train the walk back (or the DDPM's denoiser); returns the statistics."""
     if config.method == "ddpm":
         return _train_denoising_minibatch(model, ema, opt, x, config, generator, step)
     if config.train.dequantize:
         x = dequantize_model_space(x, generator=generator)
     x = model.lift(x, generator=generator)  # the data itself, or [x; relaxed h] (rate network)
-    cfg, dim = config.train, math.prod(x.shape[1:])
-    # None unless train.hidden_weight reweighs the rate network's hidden units (then the logged
-    # loss is the weighted one)
-    weights = unit_weights(model.visible_dim, model.hidden_dim, cfg.hidden_weight, device=x.device)
-    max_var = config.schedule.max_variance or None
     temps = model.temperatures.cpu()
-    heating = model.heating_path(temps)  # all K steps; the stop rule may end heating early
-    terms, norms, noise, scored = [], [], [], len(x)  # scored: walk-back terms per heating step
-    if cfg.mode == "online":
-        s = x
-        for t in range(heating.num_steps):
-            with torch.no_grad(), _autocast(config, x):
-                q = heating.step(s, t)
-                s_next = q.sample(generator=generator)
-            with _autocast(config, x):
-                term = walkback_step_loss(model.operator, s, s_next, float(temps[t]), cfg.objective,
-                                          weights)
-            where = f"step {step}, heating step t={t + 1}, term -log p_T(s_t-1|s_t) at T={float(temps[t]):.4g}"
-            norms.append(_update(model, ema, opt, term.mean() / dim, config, where))
-            terms.append(term.detach().mean())
-            noise.append(q.total_var.mean())
-            s = s_next
-            if max_var is not None and noise[-1] >= max_var:
-                break
-    elif cfg.mode == "transitions":
-        with torch.no_grad(), _autocast(config, x):
-            path = walk_away(heating, x, generator=generator, max_variance=max_var)
-        k = path.num_steps
-        for index in transition_batches(k, len(x), cfg.transition_batch or len(x),
-                                        generator=generator, device=x.device):
-            with _autocast(config, x):
-                term = transition_walkback_loss(model.operator, path, temps, index,
-                                                objective=cfg.objective, weights=weights)
-            where = (f"step {step}, update {len(norms) + 1}: {len(index)} transitions of "
-                     f"-log p_T(s_t-1|s_t) from {k} heating steps")
-            norms.append(_update(model, ema, opt, k * term.mean() / dim, config, where))
-            terms.append(term.detach().mean())
-        s, noise = path.states[-1], path.noise_var
-    elif cfg.loss_steps:
-        with _autocast(config, x):
-            path = walk_away(heating, x, generator=generator, max_variance=max_var)
-            n = min(cfg.loss_steps, path.num_steps)
-            total, _ = sampled_walkback_loss(model.operator, path, temps, n,
-                                             objective=cfg.objective, generator=generator,
-                                             weights=weights)
-        where = f"step {step}, {n} of {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
-        norms.append(_update(model, ema, opt, total.mean() / dim, config, where))
-        terms = [total.detach().mean() / path.num_steps] * path.num_steps
-        s, noise, scored = path.states[-1], path.noise_var, len(x) * n / path.num_steps
-    elif cfg.objective == "bound":
-        with _autocast(config, x):
-            path = walk_away(heating, x, generator=generator, max_variance=max_var,
-                             reparameterized=True)
-            total, per_step = negative_bound(model.operator, model.prior, path, temps)
-        where = f"step {step}, the bound's {path.num_steps} steps and prior (reparameterised path)"
-        norms.append(_update(model, ema, opt, total.mean() / dim, config, where))
-        # logged like the other modes: the mean walk-back term -log p_T(s_t-1|s_t) per step
-        terms = list(per_step.detach().mean(1))
-        s, noise = path.states[-1].detach(), path.noise_var
-    else:
-        with _autocast(config, x):
-            path = walk_away(heating, x, generator=generator, max_variance=max_var)
-            per_step = walkback_loss(model.operator, path, temps, cfg.objective, weights)
-        where = f"step {step}, sum over {path.num_steps} heating steps of -log p_T(s_t-1|s_t)"
-        norms.append(_update(model, ema, opt, per_step.sum(0).mean() / dim, config, where))
-        terms, s, noise = list(per_step.detach().mean(1)), path.states[-1], path.noise_var
-    model.prior.update(s, config.train.prior_momentum)
-    model.num_active.fill_(len(noise))  # heating steps taken (one noise variance each)
+    weights = unit_weights(model.visible_dim, model.hidden_dim, config.train.hidden_weight,
+                           device=x.device)
+    walk = _Walk(model, ema, opt, config, generator, step, x, temps, model.heating_path(temps),
+                 weights, config.schedule.max_variance or None)
+    done = _walk_back_mode(config)(walk)
+    model.prior.update(done.end, config.train.prior_momentum)
+    model.num_active.fill_(len(done.noise))  # heating steps taken (one noise variance each)
     _copy_buffers(ema, model)
-    mean_term = float(torch.stack(terms).mean())
-    return {"loss_nats": mean_term, "loss_per_dim": mean_term / dim,
-            "grad_norm": float(torch.stack(norms).mean()),
-            "num_heating_steps": int(model.num_active), "transitions": round(scored * len(noise)),
-            "prior_var": float(model.prior.var.mean()), "updates": len(norms),
+    mean_term = float(torch.stack(list(done.terms)).mean())
+    return {"loss_nats": mean_term, "loss_per_dim": mean_term / walk.dim,
+            "grad_norm": float(torch.stack(done.norms).mean()),
+            "num_heating_steps": int(model.num_active),
+            "transitions": round(done.scored * len(done.noise)),
+            "prior_var": float(model.prior.var.mean()), "updates": len(done.norms),
             # batch-mean heating noise T_t * var of the first and last heating steps
-            "heat_var_first": float(noise[0]), "heat_var_last": float(noise[-1])}
+            "heat_var_first": float(done.noise[0]), "heat_var_last": float(done.noise[-1])}
 
 
 def _save(run_dir: Path, step: int, model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,

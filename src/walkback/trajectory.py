@@ -12,6 +12,7 @@ from typing import Protocol
 
 import torch
 
+from .schedule import heating_stops
 from .transition import GaussianStep, TransitionOperator
 
 __all__ = [
@@ -101,6 +102,6 @@ def walk_away(
             states.append(s)
             log_q.append(step.log_prob(s))
             noise_var.append(step.total_var.mean().detach())
-            if max_variance is not None and noise_var[-1] >= max_variance:
+            if heating_stops(noise_var[-1], max_variance):
                 break
     return Trajectory(torch.stack(states), torch.stack(log_q), torch.stack(noise_var))
