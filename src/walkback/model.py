@@ -265,7 +265,7 @@ class Walkback(nn.Module):
             self.save_start_prior(directory)
 
     def save_start_prior(self, directory: str | Path) -> None:
-        """Write the start prior (``start_prior.safetensors``, its step in the metadata)."""
+        """Write the start prior (``start_prior.safetensors``: its mean, variance and step)."""
         assert self.start_prior is not None
         tensors = {"mean": self.start_prior.mean.detach().cpu().contiguous(),
                    "var": self.start_prior.var.detach().cpu().contiguous(),
