@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import walkback.atomic as atomic_module
-import walkback.train as train_module
 from walkback.checkpoint import list_checkpoints, load_checkpoint
 from walkback.config import apply_overrides, Config
 from walkback.errors import CheckpointError

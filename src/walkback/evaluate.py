@@ -9,7 +9,6 @@ import io
 import json
 import math
 import os
-import platform
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from .atomic import atomic_write_bytes, atomic_write_text
 from .data.loader import DataSplits
 from .data.toy import TOY_DATASETS, toy_modes
 from .errors import CheckpointError
+from .evaluation.report import jsonable, machine
 from .metrics import drift_field, mode_statistics, nearest_distance_ratio, rotational_magnitude
 from .metrics import subsample, toy_metrics
 from .model import MODEL_FILE, Walkback, load
@@ -269,29 +269,13 @@ def read_metrics(path: Path) -> list[dict]:
     return records
 
 
-def _jsonable(value: Any) -> Any:
-    """Non-finite floats become ``None`` (strict JSON); containers are converted recursively."""
-    if isinstance(value, dict):
-        return {key: _jsonable(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _machine(device: torch.device) -> dict[str, str]:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    return {"device": str(device), "name": name or platform.machine(), "torch": torch.__version__}
-
-
 def _header(run_dir: Path, data: DataSplits, data_seed: int, device: torch.device,
             command: str | None) -> dict[str, Any]:
     """Where the evaluation ran and on what: run, command, machine, weights, data."""
     records = read_metrics(run_dir / "metrics.jsonl")
     return {
         "run_dir": str(run_dir), "command": command or " ".join(sys.argv),
-        "machine": _machine(device), "model_sha256": parts.sha256_of(run_dir / "model" / MODEL_FILE),
+        "machine": machine(device), "model_sha256": parts.sha256_of(run_dir / "model" / MODEL_FILE),
         "train_step": records[-1].get("step") if records else None,
         "data": {"name": data.name, "num_train": len(data.train),
                  "num_heldout": len(data.heldout), "data_seed": data_seed},
@@ -358,7 +342,7 @@ def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, seed: i
     fig_dir = run_dir / "figures"
     figures = _chain_figures(data, captured, chain["curve"], fig_dir, base)
     figures.update(_model_figures(model, data, run_dir, fig_dir, base, x, seed + 3))
-    result = _jsonable({
+    result = jsonable({
         **_header(run_dir, data, config.seed, dev, command), "K": k, "seed": seed,
         "chain": chain, "bound": bound,
         "figures": {name: ({"path": None, **p} if "skipped" in p else
