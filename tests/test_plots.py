@@ -72,3 +72,17 @@ def test_write_samples_for_images_writes_a_grid_beside_the_npz(tmp_path) -> None
     write_samples(tmp_path / "s.npz", samples, meta={"N": 7})
     assert np.load(tmp_path / "s.npz")["samples"].shape == (7, 3, 8, 8)
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tile_grid_places_every_tile_and_pads_with_fill() -> None:
+    from walkback.data.images import tile_grid
+
+    pixels = torch.arange(5, dtype=torch.uint8).reshape(5, 1, 1, 1).expand(5, 3, 2, 3).contiguous()
+    grid = tile_grid(pixels, 2, pad=1, fill=255)
+    assert grid.shape == (3 * 3 + 1, 2 * 4 + 1, 3) and grid.dtype == np.uint8
+    for i in range(5):
+        r, q = divmod(i, 2)
+        assert (grid[1 + 3 * r:3 + 3 * r, 1 + 4 * q:4 + 4 * q] == i).all()
+    assert (grid[0] == 255).all() and (grid[:, 0] == 255).all()
+    assert (grid[7:9, 5:8] == 255).all()  # the last row's empty tile
+    assert tile_grid(pixels, 5).shape == (2, 15, 3)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_write_bytes
-from .data.images import to_display_uint8
+from .data.images import tile_grid, to_display_uint8
 from .inpaint import InpaintResult
 from .model import Walkback
 from .sampler import anneal_progressive
@@ -44,14 +44,9 @@ def tile_images(images: torch.Tensor) -> Image.Image:
     """A PIL image of the grid ``images`` ``(R, Q, C, H, W)`` (model space), ``PAD`` between
     tiles; mode ``L`` for one channel, ``RGB`` for three."""
     pixels = to_display_uint8(images.detach().cpu())
-    r, q, c, h, w = pixels.shape
-    grid = torch.full((c, r * (h + PAD) + PAD, q * (w + PAD) + PAD), PAD_VALUE, dtype=torch.uint8)
-    for i in range(r):
-        for j in range(q):
-            top, left = PAD + i * (h + PAD), PAD + j * (w + PAD)
-            grid[:, top:top + h, left:left + w] = pixels[i, j]
-    array = grid.permute(1, 2, 0).numpy()
-    return Image.fromarray(array[:, :, 0] if c == 1 else array)
+    r, q = pixels.shape[:2]
+    array = tile_grid(pixels.flatten(0, 1), q, pad=PAD, fill=PAD_VALUE)
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
 def _write_png(image: Image.Image, path: str | Path) -> Path:

@@ -156,19 +156,12 @@ def save_image_grid(images: torch.Tensor, path: str | Path, *, nrow: int = 10) -
     (clipped for display only)."""
     from PIL import Image  # noqa: PLC0415
 
-    from .data.images import to_display_uint8  # noqa: PLC0415
+    from .data.images import tile_grid, to_display_uint8  # noqa: PLC0415
 
-    pixels = to_display_uint8(images[: nrow * nrow].detach().float().cpu())
-    n, c, h, w = pixels.shape
-    rows = -(-n // nrow)
-    grid = torch.zeros(c, rows * h, nrow * w, dtype=torch.uint8)
-    for i in range(n):
-        r, q = divmod(i, nrow)
-        grid[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = pixels[i]
-    array = grid.permute(1, 2, 0).numpy()
+    array = tile_grid(to_display_uint8(images[: nrow * nrow].detach().float().cpu()), nrow)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array[:, :, 0] if c == 1 else array).save(path, format="PNG")
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(path, format="PNG")
     return path
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -25,6 +26,7 @@ from .mnist import read_mnist
 from .svhn import read_svhn
 
 __all__ = [
+    "tile_grid",
     "IMAGE_DATASETS",
     "IMAGE_SPLITS",
     "NATIVE_RESOLUTION",
@@ -130,6 +132,20 @@ def dequantize_model_space(x: torch.Tensor, *, generator: torch.Generator | None
     k = ((x + 1.0) * 127.5).round()
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (k + u) / 128.0 - 1.0
+
+
+def tile_grid(pixels: torch.Tensor, ncol: int, *, pad: int = 0, fill: int = 0) -> np.ndarray:
+    """The one image-grid helper: uint8 ``(N, C, H, W)`` tiled row by row, ``ncol`` to a row,
+    ``pad`` pixels of ``fill`` around every tile -> uint8 ``(rows (H + pad) + pad,
+    ncol (W + pad) + pad, C)`` (empty tiles of the last row stay ``fill``)."""
+    n, c, h, w = pixels.shape
+    rows = max(1, -(-n // ncol))
+    grid = np.full((rows * (h + pad) + pad, ncol * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for i, image in enumerate(pixels.detach().cpu().numpy()):
+        r, q = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        grid[top:top + h, left:left + w] = image.transpose(1, 2, 0)
+    return grid
 
 
 def to_display_uint8(x: torch.Tensor) -> torch.Tensor:

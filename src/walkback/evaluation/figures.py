@@ -13,20 +13,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ..data.images import tile_grid  # noqa: E402
+
 __all__ = ["image_grid", "plot_grid", "plot_snapshot_rows", "plot_step_bits", "plot_chain_curves",
            "plot_class_histograms"]
 
 
 def image_grid(images: torch.Tensor, ncol: int, pad: int = 1) -> np.ndarray:
-    """uint8 ``(N, C, H, W)`` -> one uint8 image ``(rows (H + pad), ncol (W + pad), C)``."""
-    n, c, h, w = images.shape
-    rows = max(1, -(-n // ncol))
-    grid = np.full((rows * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, dtype=np.uint8)
-    for i, img in enumerate(images.cpu().numpy()):
-        r, col = divmod(i, ncol)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
-        grid[top:top + h, left:left + w] = img.transpose(1, 2, 0)
-    return grid
+    """uint8 ``(N, C, H, W)`` -> one uint8 image on white (``data.images.tile_grid``)."""
+    return tile_grid(images, ncol, pad=pad, fill=255)
 
 
 def _show(ax, grid: np.ndarray) -> None:
