@@ -16,7 +16,8 @@ def run(spec, outdir, steps):
     sys.path.insert(0, "src")
     from walkback.presets import get_preset
     from walkback.config import apply_overrides
-    from walkback.train import train, load_data
+    from walkback.runs import load_data
+    from walkback.train import train
     from walkback.metrics.toy import toy_metrics
     from walkback.objective import variational_bound
     name, preset, sets = spec.split("|")

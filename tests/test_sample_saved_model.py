@@ -38,8 +38,8 @@ def _no_data(*args, **kwargs):
 def test_saved_start_prior_round_trips_and_sampling_reads_no_data(
         started_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (started_run / "model" / "start_prior.safetensors").is_file()
-    monkeypatch.setattr("walkback.train.load_splits", _no_data)
-    monkeypatch.setattr("walkback.train.load_image_splits", _no_data)
+    monkeypatch.setattr("walkback.runs.load_splits", _no_data)
+    monkeypatch.setattr("walkback.runs.load_image_splits", _no_data)
     model = walkback.load(started_run)
     assert model.start_step == 4 and model.start_prior is not None
     started = model.start_at(4)

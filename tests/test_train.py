@@ -12,6 +12,7 @@ import walkback.train as train_module
 from walkback.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from walkback.config import Config, apply_overrides
 from walkback.errors import CheckpointError, ConfigError, TrainingError
+from walkback.runs import holds_run
 from walkback.train import train
 
 TINY = [
@@ -300,7 +301,7 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tmp_path: Path, mon
         patch.setattr(train_module, "_train_minibatch", fail)
         with pytest.raises(TrainingError):
             train(_config(), tmp_path, progress=False)
-    assert not train_module.holds_run(tmp_path)
+    assert not holds_run(tmp_path)
     with pytest.raises(CheckpointError, match="nothing to resume"):
         train(_config(), tmp_path, resume=True, progress=False)
     assert train(_config(), tmp_path, progress=False).step == 20

@@ -22,14 +22,15 @@ from .config import Config, apply_overrides, config_to_json
 from .errors import ConfigError, WalkbackError
 from .data.images import IMAGE_DATASETS
 from .data.toy import TOY_DATASETS
-from .evaluate import REPORTED, REPORTED_STATES, evaluate_run, load_run_model, write_samples
+from .evaluate import REPORTED, REPORTED_STATES, evaluate_run, write_samples
 from .evaluate_images import (
     DEFAULT_CHAIN_STEPS, METRICS, ImageEvalOptions, evaluate_image_run, evaluate_samples_file,
     image_summary,
 )
 from .presets import PRESETS, get_preset
 from .model import START_FIT_POINTS, START_PRIOR_FILE
-from .train import load_data, load_run_config, resolve_device, train
+from .runs import load_data, load_run_config, load_run_model, resolve_device
+from .train import train
 
 __all__ = ["main", "build_parser"]
 

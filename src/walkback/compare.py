@@ -45,7 +45,8 @@ from .metrics import toy_metrics
 from .model import Walkback, load
 from .plots import plot_compare
 from .presets import get_preset
-from .train import holds_run, load_data, resolve_device, train
+from .runs import holds_run, load_data, resolve_device
+from .train import train
 
 __all__ = ["CompareOptions", "compare", "arm_config"]
 

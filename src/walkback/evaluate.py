@@ -27,14 +27,14 @@ from .errors import CheckpointError
 from .evaluation.report import jsonable, machine
 from .metrics import drift_field, mode_statistics, nearest_distance_ratio, rotational_magnitude
 from .metrics import subsample, toy_metrics
-from .model import MODEL_FILE, Walkback, load
+from .model import MODEL_FILE, Walkback
 from .objective import variational_bound
 from .plots import plot_curves, plot_drift, plot_snapshots, save_image_grid
 from .sampler import anneal_progressive
-from .train import load_data, load_run_config
+from .runs import load_data, load_run_config, load_run_model
 from .trajectory import walk_away
 
-__all__ = ["REPORTED", "REPORTED_STATES", "evaluate_run", "load_run_model", "write_samples"]
+__all__ = ["REPORTED", "REPORTED_STATES", "evaluate_run", "write_samples"]
 
 REPORTED = "samples: the mean of the last step (the noise-free output)"
 REPORTED_STATES = "states: the chain states (the last step's noise included)"
@@ -45,18 +45,7 @@ FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # heating / cooling snapshots at t = fr
 DRIFT_LIM, DRIFT_GRID = 1.5, 41
 
 
-def load_run_model(run_dir: str | Path, *, device: str = "cpu") -> Walkback:
-    """``walkback.model.load`` with a one-line error naming the missing weights file."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: run folder not found")
-    if not (run_dir / "config.json").is_file():
-        raise CheckpointError(f"{run_dir / 'config.json'}: file not found (no run here)")
-    weights = run_dir / "model" / MODEL_FILE
-    if not parts.exists(weights) and not parts.exists(run_dir / MODEL_FILE):
-        raise CheckpointError(f"{weights}: file not found (training has not finished; "
-                              "resume it with `walkback train --resume`)")
-    return load(run_dir, device=device)
+
 
 
 def _as_float32(x: torch.Tensor) -> np.ndarray:

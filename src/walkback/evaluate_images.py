@@ -23,7 +23,7 @@ from . import parts
 from .config import Config
 from .data.images import CELEBA_DEFAULT_RESOLUTION, IMAGE_DATASETS
 from .errors import ConfigError
-from .evaluate import load_run_model, read_metrics
+from .evaluate import read_metrics
 from .evaluation import figures as F
 from .evaluation.chains import parse_chain_steps, run_chains
 from .evaluation.context import ImageData, build_context, fid_splits, real_floor
@@ -46,7 +46,7 @@ from .data.images import to_model_space
 from .inpaint import half_mask, inpaint
 from .model import Walkback
 from .pictures import chain_gif, inpaint_figure, walk_strip
-from .train import enable_fast_kernels, load_run_config, resolve_device
+from .runs import enable_fast_kernels, load_run_config, load_run_model, resolve_device
 
 __all__ = ["METRICS", "ImageEvalOptions", "resolve_metrics", "evaluate_image_run",
            "evaluate_samples_file", "image_summary"]

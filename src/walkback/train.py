@@ -28,11 +28,11 @@ from .checkpoint import (
 )
 from .config import Config, config_from_saved, config_to_dict, config_to_json, save_minutes
 from .data.images import dequantize_model_space
-from .data.loader import DataSplits, batch_indices, load_image_splits, load_splits
-from .data.toy import TOY_DATASETS
+from .data.loader import batch_indices
 from .diffusion import denoising_loss
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
+from .runs import enable_fast_kernels, holds_run, load_data, resolve_device
 from .objective import (
     negative_bound, sampled_walkback_loss, transition_batches, transition_walkback_loss,
     unit_weights, walkback_loss, walkback_step_loss,
@@ -40,8 +40,7 @@ from .objective import (
 from .schedule import heating_stops
 from .trajectory import HeatingPath, Trajectory, walk_away
 
-__all__ = ["TrainResult", "train", "holds_run", "resolve_device", "enable_fast_kernels", "load_run_config",
-           "load_data"]
+__all__ = ["TrainResult", "train"]
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model", "figures", "eval.json",
              "samples.npz", "snapshots")
@@ -57,50 +56,19 @@ class TrainResult:
     model: Walkback  # the EMA weights, in eval mode
 
 
-def resolve_device(name: str, *, setting: str = "config key train.device") -> torch.device:
-    """``auto`` -> the GPU when there is one, else the CPU; ``cuda`` without a GPU is an error
-    naming ``setting`` (the config key or command-line option the name came from)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{setting}: 'cuda' requested but no GPU is available")
-    return torch.device(name)
 
 
-def enable_fast_kernels(device: torch.device) -> None:
-    """On a GPU: let cuDNN pick the fastest convolution algorithms for the (fixed) shapes, and
-    run float32 matrix products and convolutions on TF32 tensor cores (10-bit mantissa inputs,
-    float32 accumulation). Nothing changes on the CPU."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cuda.matmul.allow_tf32 = True
 
 
-def load_data(config: Config) -> DataSplits:
-    """The configured data: toys generated from the seed, images read from ``data.root``."""
-    d = config.data
-    if d.name in TOY_DATASETS:
-        return load_splits(d.name, d.num_train, d.num_heldout, seed=config.seed)
-    return load_image_splits(d.name, root=d.root, download=d.download, resolution=d.resolution,
-                             heldout_split=d.heldout_split)
 
 
-def load_run_config(run_dir: Path) -> Config:
-    """The resolved config saved in a run folder."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no run here (config.json not found)")
-    try:
-        return config_from_saved(json.loads(path.read_text()))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
-def holds_run(run_dir: Path) -> bool:
-    """A folder holds a run once its first checkpoint (or its final model) exists; what a start
-    that failed before then left behind does not count."""
-    return latest_checkpoint(run_dir / "checkpoints") is not None or (run_dir / "model").is_dir()
+
+
+
+
+
 
 
 def _prepare_run_dir(config: Config, run_dir: Path, resume: bool, overwrite: bool) -> None:

@@ -1,0 +1,81 @@
+"""Run folders and what every command needs from them: the device, the configured data, the
+saved config and model, and whether a folder holds a run. Used by train, sample, evaluate and
+compare alike."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import parts
+from .checkpoint import latest_checkpoint
+from .config import Config, config_from_saved
+from .data.loader import DataSplits, load_image_splits, load_splits
+from .data.toy import TOY_DATASETS
+from .errors import CheckpointError, ConfigError
+from .model import MODEL_FILE, Walkback, load
+
+__all__ = ["resolve_device", "enable_fast_kernels", "load_data", "load_run_config", "holds_run",
+           "load_run_model"]
+
+
+def resolve_device(name: str, *, setting: str = "config key train.device") -> torch.device:
+    """``auto`` -> the GPU when there is one, else the CPU; ``cuda`` without a GPU is an error
+    naming ``setting`` (the config key or command-line option the name came from)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{setting}: 'cuda' requested but no GPU is available")
+    return torch.device(name)
+
+
+def enable_fast_kernels(device: torch.device) -> None:
+    """On a GPU: let cuDNN pick the fastest convolution algorithms for the (fixed) shapes, and
+    run float32 matrix products and convolutions on TF32 tensor cores (10-bit mantissa inputs,
+    float32 accumulation). Nothing changes on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+
+def load_data(config: Config) -> DataSplits:
+    """The configured data: toys generated from the seed, images read from ``data.root``."""
+    d = config.data
+    if d.name in TOY_DATASETS:
+        return load_splits(d.name, d.num_train, d.num_heldout, seed=config.seed)
+    return load_image_splits(d.name, root=d.root, download=d.download, resolution=d.resolution,
+                             heldout_split=d.heldout_split)
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The resolved config saved in a run folder."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no run here (config.json not found)")
+    try:
+        return config_from_saved(json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def holds_run(run_dir: Path) -> bool:
+    """A folder holds a run once its first checkpoint (or its final model) exists; what a start
+    that failed before then left behind does not count."""
+    return latest_checkpoint(run_dir / "checkpoints") is not None or (run_dir / "model").is_dir()
+
+
+def load_run_model(run_dir: str | Path, *, device: str = "cpu") -> Walkback:
+    """``walkback.model.load`` with a one-line error naming the missing weights file."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: run folder not found")
+    if not (run_dir / "config.json").is_file():
+        raise CheckpointError(f"{run_dir / 'config.json'}: file not found (no run here)")
+    weights = run_dir / "model" / MODEL_FILE
+    if not parts.exists(weights) and not parts.exists(run_dir / MODEL_FILE):
+        raise CheckpointError(f"{weights}: file not found (training has not finished; "
+                              "resume it with `walkback train --resume`)")
+    return load(run_dir, device=device)
