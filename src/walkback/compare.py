@@ -130,17 +130,25 @@ def _train_arms_in_processes(arms: list[tuple[str, int, Path]], options: Compare
             raise TrainingError(f"compare: training failed, see {', '.join(failed)}")
 
 
-def _sampling_rate(model: Walkback, num: int, device: torch.device) -> float:
-    """Network evaluations per second of ``model.sample`` (``num`` chains, ``K`` steps each)."""
+def _sampling_autocast(options: CompareOptions, device: torch.device) -> torch.autocast:
+    """bf16 autocast of sampling when ``--amp bf16``, as the evaluation samples."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.amp == "bf16")
+
+
+def _sampling_rate(model: Walkback, num: int, device: torch.device,
+                   options: CompareOptions) -> float:
+    """Network evaluations per second of ``model.sample`` (``num`` chains, ``K`` steps each),
+    under the evaluation's autocast."""
     generator = torch.Generator(device).manual_seed(0)
     k = model.start_step or len(model.active_temperatures)
-    model.sample(min(num, 64), generator=generator)  # warm-up (kernels, autotuning)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    model.sample(num, generator=generator)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    with _sampling_autocast(options, device):
+        model.sample(min(num, 64), generator=generator)  # warm-up (kernels, autotuning)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        model.sample(num, generator=generator)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     return num * k / (time.perf_counter() - started)
 
 
@@ -165,8 +173,9 @@ def _snapshot_fid(model: Walkback, config: Config, folder: Path, options: Compar
     """FID of a saved model's samples: written as a samples file in ``folder`` and scored."""
     n = options.num_samples or config.sample.num_samples
     device = model.prior.mean.device
-    result = model.sample(n, batch_size=config.sample.batch_size,
-                          generator=torch.Generator(device).manual_seed(0))
+    with _sampling_autocast(options, device):
+        result = model.sample(n, batch_size=config.sample.batch_size,
+                              generator=torch.Generator(device).manual_seed(0))
     path = folder / "samples.npz"
     write_samples(path, result.samples, meta={"data": config.data.name, "N": n, "seed": 0})
     scored = evaluate_samples_file(path, data=config.data.name,
@@ -189,7 +198,7 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
         "heating": config.train.heating, "train_steps": last.get("step"),
         "train_seconds": last.get("train_seconds"), "images_per_s": last.get("images_per_s"),
         "transitions_per_s": last.get("transitions_per_s"),
-        "sampling_evals_per_s": _sampling_rate(model, config.sample.batch_size, device),
+        "sampling_evals_per_s": _sampling_rate(model, config.sample.batch_size, device, options),
         "K": model.start_step or len(model.active_temperatures),
     }
     if toy:
