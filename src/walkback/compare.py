@@ -37,6 +37,7 @@ import torch
 from .atomic import atomic_write_text
 from .config import Config, apply_overrides
 from .errors import TrainingError
+from .data.loader import DataSplits
 from .data.toy import TOY_DATASETS, toy_modes
 from .evaluate import evaluate_run, read_metrics, write_samples
 from .evaluate_images import ImageEvalOptions, evaluate_image_run, evaluate_samples_file
@@ -45,7 +46,7 @@ from .metrics import toy_metrics
 from .model import Walkback, load
 from .plots import plot_compare
 from .presets import get_preset
-from .runs import holds_run, load_data, resolve_device
+from .runs import amp_autocast, holds_run, load_data, resolve_device
 from .train import train
 
 __all__ = ["CompareOptions", "compare", "arm_config"]
@@ -130,18 +131,13 @@ def _train_arms_in_processes(arms: list[tuple[str, int, Path]], options: Compare
             raise TrainingError(f"compare: training failed, see {', '.join(failed)}")
 
 
-def _sampling_autocast(options: CompareOptions, device: torch.device) -> torch.autocast:
-    """bf16 autocast of sampling when ``--amp bf16``, as the evaluation samples."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.amp == "bf16")
-
-
 def _sampling_rate(model: Walkback, num: int, device: torch.device,
                    options: CompareOptions) -> float:
     """Network evaluations per second of ``model.sample`` (``num`` chains, ``K`` steps each),
     under the evaluation's autocast."""
     generator = torch.Generator(device).manual_seed(0)
     k = model.start_step or len(model.active_temperatures)
-    with _sampling_autocast(options, device):
+    with amp_autocast(device, options.amp):
         model.sample(min(num, 64), generator=generator)  # warm-up (kernels, autotuning)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -152,9 +148,8 @@ def _sampling_rate(model: Walkback, num: int, device: torch.device,
     return num * k / (time.perf_counter() - started)
 
 
-def _toy_scores(model: Walkback, config: Config, n: int) -> dict[str, Any]:
-    """The toy metrics of ``n`` samples (seed 0)."""
-    data = load_data(config)
+def _toy_scores(model: Walkback, config: Config, data: DataSplits, n: int) -> dict[str, Any]:
+    """The toy metrics of ``n`` samples (seed 0) against the run's ``data``."""
     device = model.prior.mean.device
     samples = model.sample(n, generator=torch.Generator(device).manual_seed(0)).samples.cpu()
     return toy_metrics(config.data.name, samples, data.train, data.heldout)
@@ -173,7 +168,7 @@ def _snapshot_fid(model: Walkback, config: Config, folder: Path, options: Compar
     """FID of a saved model's samples: written as a samples file in ``folder`` and scored."""
     n = options.num_samples or config.sample.num_samples
     device = model.prior.mean.device
-    with _sampling_autocast(options, device):
+    with amp_autocast(device, options.amp):
         result = model.sample(n, batch_size=config.sample.batch_size,
                               generator=torch.Generator(device).manual_seed(0))
     path = folder / "samples.npz"
@@ -211,14 +206,15 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
         arm["fid"], arm["kid"] = final["fid"]["value"], final["kid"]["mean"]
         arm["bits_per_dim"] = final["bound"]["estimates"][-1]["bits_per_dim"]
         arm["chain_fid"] = {f"E={s['E']}": s.get("fid") for s in final["chain"]["snapshots"]}
+    data = load_data(config) if toy else None  # generated once for every toy score
     arm["curve"] = []
     for folder in sorted((run_dir / "snapshots").glob("min*"), key=_snapshot_minutes):
         saved = json.loads((folder / "snapshot.json").read_text())
         snap = load(folder, device=str(device)).eval()
-        score = (_toy_scores(snap, config, n) if toy else
+        score = (_toy_scores(snap, config, data, n) if toy else
                  {"fid": _snapshot_fid(snap, config, folder, options)})
         arm["curve"].append({"minutes": saved["minutes"], "step": saved["step"], **score})
-    final_score = (_toy_scores(model, config, n) if toy else {"fid": arm["fid"]})
+    final_score = (_toy_scores(model, config, data, n) if toy else {"fid": arm["fid"]})
     arm["curve"].append({"minutes": options.minutes, "step": last.get("step"), **final_score})
     return arm
 

@@ -46,7 +46,7 @@ from .data.images import to_model_space
 from .inpaint import half_mask, inpaint
 from .model import Walkback
 from .pictures import chain_gif, inpaint_figure, walk_strip
-from .runs import enable_fast_kernels, load_run_config, load_run_model, resolve_device
+from .runs import amp_autocast, enable_fast_kernels, load_run_config, load_run_model, resolve_device
 
 __all__ = ["METRICS", "ImageEvalOptions", "resolve_metrics", "evaluate_image_run",
            "evaluate_samples_file", "image_summary"]
@@ -257,7 +257,7 @@ def _start_part_way(model: Walkback, data: ImageData, options: ImageEvalOptions,
 
 def _sampling_autocast(options: ImageEvalOptions, device: torch.device) -> torch.autocast:
     """bf16 autocast of the backbone for sampling when ``--amp bf16`` (densities stay float32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.amp == "bf16")
+    return amp_autocast(device, options.amp)
 
 
 def _pictures(model: Walkback, data: ImageData, seed: int) -> dict:

@@ -17,8 +17,8 @@ from .data.toy import TOY_DATASETS
 from .errors import CheckpointError, ConfigError
 from .model import MODEL_FILE, Walkback, load
 
-__all__ = ["resolve_device", "enable_fast_kernels", "load_data", "load_run_config", "holds_run",
-           "load_run_model"]
+__all__ = ["resolve_device", "enable_fast_kernels", "amp_autocast", "load_data",
+           "load_run_config", "holds_run", "load_run_model"]
 
 
 def resolve_device(name: str, *, setting: str = "config key train.device") -> torch.device:
@@ -39,6 +39,14 @@ def enable_fast_kernels(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cuda.matmul.allow_tf32 = True
+
+
+def amp_autocast(device: torch.device | str, amp: str) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``amp == "bf16"`` (``train.amp``, ``--amp``), else off:
+    the backbone's forward passes only; the operators cast its outputs back, so densities stay
+    float32."""
+    device_type = device if isinstance(device, str) else device.type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp == "bf16")
 
 
 def load_data(config: Config) -> DataSplits:

@@ -32,7 +32,7 @@ from .data.loader import batch_indices
 from .diffusion import denoising_loss
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
-from .runs import enable_fast_kernels, holds_run, load_data, resolve_device
+from .runs import amp_autocast, enable_fast_kernels, holds_run, load_data, resolve_device
 from .objective import (
     negative_bound, sampled_walkback_loss, transition_batches, transition_walkback_loss,
     unit_weights, walkback_loss, walkback_step_loss,
@@ -126,7 +126,7 @@ def max_file_bytes(config: Config) -> int:
 def _autocast(config: Config, x: torch.Tensor) -> torch.autocast:
     """bf16 autocast of the forward passes when ``train.amp=bf16`` (the operator casts the
     backbone's outputs back to the state's dtype, so densities are computed in float32)."""
-    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.train.amp == "bf16")
+    return amp_autocast(x.device, config.train.amp)
 
 
 def _train_denoising_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
