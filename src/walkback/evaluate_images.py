@@ -163,8 +163,9 @@ def _bound_results(model, data: ImageData, options: ImageEvalOptions, config: Co
                    batch: int) -> tuple[dict, dict]:
     """The bound for M = 1 and M = num_paths on the test split, and bound_steps.png (M = 1)."""
     ms = list(dict.fromkeys((1, options.num_paths or config.sample.num_paths)))
-    section = bound_section(model.bound_model(), data, "test", options.bound_points, ms, seed=options.seed + 1,
-                            batch_size=batch, block=options.block, progress=options.progress)
+    section = bound_section(model.bound_model(), data, "test", options.bound_points, ms,
+                            seed=options.seed + 1, batch_size=batch, block=options.block,
+                            progress=options.progress)
     est, p = section["estimates"][0], section["protocol"]
     title = caption(p) + f", M=1: {est['bits_per_dim']:.3f} bits/dim"
 

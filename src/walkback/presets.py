@@ -31,15 +31,25 @@ _MOG_RATE_SCHEDULE: dict[str, Any] = {"factor": 1.4}
 _SPIRAL_RATE: dict[str, Any] = {"input_scale": 2.0, "inner_steps": 5}
 
 
-def _toy(name: str, **changes: Any) -> dict[str, Any]:
-    preset = copy.deepcopy(_TOY)
-    preset["data"]["name"] = name
-    for section, values in changes.items():
-        preset[section].update(values)
+def _merge(base: dict[str, Any], *changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of preset ``base`` with each of ``changes`` applied: a section's keys updated
+    (``{"train": {...}}``), a top-level key (``"method"``) replaced."""
+    preset = copy.deepcopy(base)
+    for change in changes:
+        for section, values in change.items():
+            if isinstance(values, dict):
+                preset.setdefault(section, {}).update(values)
+            else:
+                preset[section] = values
     return preset
 
 
-# Images (GPU). "-paper" presets follow the 2017 runs (docs/method.md, "The 2017 code": MNIST MLP of width 1200,
+def _toy(name: str, **changes: Any) -> dict[str, Any]:
+    return _merge(_TOY, {"data": {"name": name}}, changes)
+
+
+# Images (GPU). "-paper" presets follow the 2017 runs (docs/method.md, "The 2017 code": MNIST
+# MLP of width 1200,
 # lr 1e-5; CIFAR-10 / SVHN / CelebA conv encoder + MLP + two deconv heads, lr 1e-4, batch 100,
 # T_0 = 1, f = 2, heating stopped once T * var reaches the data variance). The others use the
 # temperature-conditioned U-Net. These schedules are starting points: docs/RESULTS.md says
@@ -81,11 +91,7 @@ _MNIST_RATE_TRAIN: dict[str, Any] = {"amp": "none", "hidden_weight": 0.03, "step
 
 
 def _image(base: dict[str, Any], name: str, **changes: Any) -> dict[str, Any]:
-    preset = copy.deepcopy(base)
-    preset["data"]["name"] = name
-    for section, values in changes.items():
-        preset.setdefault(section, {}).update(values)
-    return preset
+    return _merge(base, {"data": {"name": name}}, changes)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -135,26 +141,14 @@ _FIXED: dict[str, Any] = {"model": {"form": "conditioned", "mean_scale": "noise"
                           "train": {"heating": "fixed", "mode": "transitions"}}
 
 
-def _baseline(preset: dict[str, Any], arm: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """``preset`` turned into a baseline ``arm`` (``_DIFFUSION`` or ``_FIXED``) plus ``changes``."""
-    result = copy.deepcopy(preset)
-    for section, values in [*arm.items(), *changes.items()]:
-        if isinstance(values, dict):
-            result.setdefault(section, {}).update(values)
-        else:
-            result[section] = values
-    return result
-
-
 # toys: one update costs a thirtieth of a VW minibatch (one level per point, no heating path);
 # 15,000 updates (about a minute on 2 CPU cores) meet the mog targets with 30 DDIM steps
 _TOY_DIFFUSION = {"train": {"steps": 15000}}
 _IMAGE_DIFFUSION = {"diffusion": {"clip": 1.0}}  # x0_hat clamped to the pixel range
 for _name in ("mog", "spiral", "mnist", "cifar10", "celeba32"):
-    PRESETS[f"{_name}-diffusion"] = _baseline(
-        PRESETS[_name], _DIFFUSION,
-        **(_TOY_DIFFUSION if _name in ("mog", "spiral") else _IMAGE_DIFFUSION))
-    PRESETS[f"{_name}-fixed"] = _baseline(PRESETS[_name], _FIXED)
+    PRESETS[f"{_name}-diffusion"] = _merge(
+        PRESETS[_name], _DIFFUSION, _TOY_DIFFUSION if _name in ("mog", "spiral") else _IMAGE_DIFFUSION)
+    PRESETS[f"{_name}-fixed"] = _merge(PRESETS[_name], _FIXED)
 
 
 def get_preset(name: str) -> Config:

@@ -2,7 +2,8 @@
 
 ``N`` chains start from ``p*``, cool through ``T_K .. T_1`` (``K`` steps) and continue at ``T = 1``;
 the images (``report="samples"``: the mean of the step that produced each state, the noise-free
-output; ``report="states"``: the chain states themselves, docs/method.md "Sampling") is captured after ``E`` extra steps for every requested ``E``, all
+output; ``report="states"``: the chain states themselves, docs/method.md "Sampling") is
+captured after ``E`` extra steps for every requested ``E``, all
 from the same starting draws (``sampler.anneal_progressive`` with
 block noise: nothing depends on the batch size). Mixing, in model space, per dimension:
 
