@@ -66,7 +66,7 @@ def test_save_image_grid_tiles_images_row_by_row(tmp_path) -> None:
 
 
 def test_write_samples_for_images_writes_a_grid_beside_the_npz(tmp_path) -> None:
-    from walkback.evaluate import write_samples
+    from walkback.evaluation.samples import write_samples
 
     samples = torch.rand(7, 3, 8, 8) * 2 - 1
     write_samples(tmp_path / "s.npz", samples, meta={"N": 7})

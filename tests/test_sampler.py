@@ -163,3 +163,56 @@ def test_start_at_fits_the_prior_to_the_exact_heated_marginal() -> None:
         model.start_at(7, x)
     with pytest.raises(ConfigError, match="heating='fixed'"):
         _linear_walkback(0.8, 0.5, temps, heating="fixed").start_at(2, x)
+
+
+def test_stacked_streams_follow_the_examples_not_the_batch() -> None:
+    """Example i draws the same numbers whether it sits in one batch or in another part, and
+    one stream per example (block 1) is EDM's per-example generator."""
+    from walkback.streams import StackedRandom
+
+    whole = StackedRandom(3, 0, 10, block=2)
+    first, rest = StackedRandom(3, 0, 4, block=2), StackedRandom(3, 4, 10, block=2)
+    a = torch.cat([whole.randn((10, 3)), whole.rand((10, 1)), whole.randint(0, 9, (10, 2))], 1)
+    b1 = torch.cat([first.randn((4, 3)), first.rand((4, 1)), first.randint(0, 9, (4, 2))], 1)
+    b2 = torch.cat([rest.randn((6, 3)), rest.rand((6, 1)), rest.randint(0, 9, (6, 2))], 1)
+    assert torch.equal(a, torch.cat([b1, b2]))
+    single = StackedRandom(3, 5, 6, block=1).randn((1, 3))
+    assert not torch.equal(single, a[5:6, :3])  # other block layout, other streams
+    assert torch.equal(single, StackedRandom(3, 0, 8, block=1).randn((8, 3))[5:6])
+    with pytest.raises(ValueError, match="multiple of block"):
+        StackedRandom(0, 3, 10, block=2)
+    with pytest.raises(ValueError, match="covers 10"):
+        whole.randn((9, 3))
+
+
+@pytest.mark.parametrize("batch_size", [4, 6, 24])
+def test_anneal_with_streams_does_not_depend_on_the_batch(batch_size: int) -> None:
+    """Chains on per-example streams: the same samples for every batch size; the callback sees
+    every state of every batch, with the batch's first chain index."""
+    from walkback.streams import StackedRandom
+
+    op, prior = _mlp_operator(), _prior()
+    ref = anneal(op, prior, HEAT, 24, extra_steps=2, generator=StackedRandom(1, 0, 24, block=2))
+    seen: list[tuple[int, int, int]] = []
+    out = anneal(op, prior, HEAT, 24, extra_steps=2, batch_size=batch_size,
+                 generator=StackedRandom(1, 0, 24, block=2),
+                 callback=lambda item, start: seen.append((item.index, start, len(item.state))))
+    torch.testing.assert_close(out.samples, ref.samples, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.states, ref.states, rtol=1e-6, atol=1e-6)
+    steps = len(HEAT) + 2 + 1
+    assert len(seen) == steps * math.ceil(24 / batch_size)
+    assert sum(n for index, _, n in seen if index == steps - 1) == 24
+    assert sorted({start for _, start, _ in seen}) == list(range(0, 24, batch_size))
+    with pytest.raises(ValueError, match="cover 24"):
+        anneal(op, prior, HEAT, 20, generator=StackedRandom(1, 0, 24, block=2))
+
+
+def test_states_at_keeps_the_chain_states_of_anneal_progressive() -> None:
+    from walkback.sampler import states_at
+
+    op, prior = _mlp_operator(), _prior()
+    every = [c.state for c in anneal_progressive(op, prior, HEAT, 8, extra_steps=3, generator=_gen(2))]
+    kept = states_at(op, prior, HEAT, 8, {0, 4, len(every) - 1}, extra_steps=3, generator=_gen(2))
+    assert len(kept) == 3
+    for got, want in zip(kept, [every[0], every[4], every[-1]]):
+        assert torch.equal(got, want)

@@ -11,6 +11,7 @@ from .objective import BoundResult, variational_bound, walkback_loss, walkback_s
 from .presets import PRESETS, get_preset
 from .prior import GaussianPrior
 from .sampler import ChainState, SampleResult, anneal, anneal_progressive
+from .streams import StackedRandom
 from .schedule import (
     cooling_temperatures, fixed_diffusion_betas, heating_temperatures, steps_until_variance,
 )
@@ -22,8 +23,18 @@ __version__ = "0.1.0"
 __all__ = [
     "BoundResult", "ChainState", "CheckpointError", "Config", "ConfigError",
     "FixedDiffusionHeating", "GaussianPrior", "GaussianStep", "OperatorHeating", "PRESETS",
-    "SampleResult", "TrainingError", "Trajectory", "TransitionOperator", "Walkback",
-    "WalkbackError", "anneal", "anneal_progressive", "build_model", "cooling_temperatures",
+    "SampleResult", "StackedRandom", "TrainingError", "Trajectory", "TransitionOperator", "Walkback",
+    "WalkbackError", "anneal", "evaluate", "anneal_progressive", "build_model", "cooling_temperatures",
     "fixed_diffusion_betas", "get_preset", "heating_temperatures", "load", "steps_until_variance",
     "variational_bound", "walk_away", "walkback_loss", "walkback_step_loss",
 ]
+
+
+def __getattr__(name: str):
+    """``walkback.evaluate`` (``evaluation.evaluate``), imported on first use: the evaluation
+    pulls in the metrics and plotting libraries, which training and sampling do not need."""
+    if name == "evaluate":
+        from .evaluation import evaluate  # noqa: PLC0415
+
+        return evaluate
+    raise AttributeError(f"module 'walkback' has no attribute {name!r}")

@@ -22,11 +22,11 @@ from .config import Config, apply_overrides, config_to_json
 from .errors import ConfigError, WalkbackError
 from .data.images import IMAGE_DATASETS
 from .data.toy import TOY_DATASETS
-from .evaluate import REPORTED, REPORTED_STATES, evaluate_run, write_samples
-from .evaluate_images import (
-    DEFAULT_CHAIN_STEPS, METRICS, ImageEvalOptions, evaluate_image_run, evaluate_samples_file,
-    image_summary,
-)
+from .evaluation import EvalOptions, evaluate, evaluate_samples_file
+from .evaluation.options import DEFAULT_CHAIN_STEPS, IMAGE_METRICS, TOY_METRICS
+from .evaluation.report import image_summary
+from .evaluation.samples import write_samples
+from .evaluation.toy import REPORTED, REPORTED_STATES
 from .presets import PRESETS, get_preset
 from .model import START_FIT_POINTS, START_PRIOR_FILE
 from .runs import load_data, load_run_config, load_run_model, resolve_device
@@ -146,10 +146,11 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 
 def _summary(result: dict) -> list[str]:
     """A short human summary of an ``eval.json`` dict."""
-    chain = result["chain"]["protocol"]
-    lines = [f"{result['data']['name']}: K={result['K']}, {chain['num_samples']} chains, "
-             f"seed {result['seed']}; reported: {chain['reported']}"]
-    for snap in result["chain"]["snapshots"]:
+    lines = [f"{result['data']['name']}: K={result['K']}, seed {result['seed']}"]
+    if "chain" in result:
+        chain = result["chain"]["protocol"]
+        lines[0] += f", {chain['num_samples']} chains; reported: {chain['reported']}"
+    for snap in result.get("chain", {}).get("snapshots", []):
         m, parts = snap["metrics"], [f"  {snap['label']:<6} (E={snap['E']})"]
         if "mode_weights" in m:
             weights = [w for w in m["mode_weights"] if w is not None]
@@ -163,18 +164,20 @@ def _summary(result: dict) -> list[str]:
         if moved is not None:
             parts.append(f"moved {_fmt(moved)} since E={snap['mixing']['previous_E']}")
         lines.append("; ".join(parts))
-    bound = result["bound"]["protocol"]
-    estimates = ", ".join(f"M={b['num_paths']} {_fmt(b['log_bound'])}" for b in result["bound"]["estimates"])
-    lines.append(f"  bound on {bound['num_points']} held-out points (nats/point): {estimates}")
+    if "bound" in result:
+        bound = result["bound"]["protocol"]
+        estimates = ", ".join(f"M={b['num_paths']} {_fmt(b['log_bound'])}"
+                              for b in result["bound"]["estimates"])
+        lines.append(f"  bound on {bound['num_points']} held-out points (nats/point): {estimates}")
     return lines
 
 
-IMAGE_FLAGS = ("metrics", "bound_points", "chain_steps", "batch_size", "fid_weights", "cache_dir",
+IMAGE_FLAGS = ("bound_points", "chain_steps", "batch_size", "fid_weights", "cache_dir",
                "data", "data_root", "resolution", "out_dir", "amp", "start_step")
 
 
-def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
-    return ImageEvalOptions(
+def _eval_options(args: argparse.Namespace, command: str) -> EvalOptions:
+    return EvalOptions(
         metrics=args.metrics, num_samples=args.num_samples, num_paths=args.num_paths,
         bound_points=args.bound_points, chain_steps=args.chain_steps or DEFAULT_CHAIN_STEPS,
         seed=args.seed, device=args.device or "auto", batch_size=args.batch_size,
@@ -182,22 +185,6 @@ def _image_options(args: argparse.Namespace, command: str) -> ImageEvalOptions:
         resolution=args.resolution, progress=not args.no_progress, command=command,
         amp=args.amp or "none", floor=not args.no_floor, report=args.report or "samples",
         start_step=args.start_step)
-
-
-def _evaluate_toy(args: argparse.Namespace, command: str) -> int:
-    given = [f"--{n.replace('_', '-')}" for n in IMAGE_FLAGS if getattr(args, n) is not None]
-    if given:
-        raise ConfigError(f"{' '.join(given)}: only for image runs and samples files, "
-                          f"not the toy run in {args.run_dir}")
-    result = evaluate_run(args.run_dir, num_samples=args.num_samples, seed=args.seed,
-                          num_paths=args.num_paths,
-                          device=str(resolve_device(args.device or "cpu", setting="--device")),
-                          progress=not args.no_progress, command=command,
-                          report=args.report or "samples")
-    print("\n".join(_summary(result)))
-    run_dir = Path(args.run_dir)
-    print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'figures'}/")
-    return 0
 
 
 def _guard_evaluation(out: Path, overwrite: bool) -> None:
@@ -209,7 +196,7 @@ def _guard_evaluation(out: Path, overwrite: bool) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    """Toy run -> ``evaluate_run``; image run or ``--samples`` -> ``evaluate_images``."""
+    """A run -> ``evaluation.evaluate``; ``--samples`` -> ``evaluation.evaluate_samples_file``."""
     command = "walkback " + shlex.join(args.argv)
     if args.samples is None:
         for flag in ("data", "resolution", "out_dir"):
@@ -219,9 +206,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         config = load_run_config(Path(args.run_dir))
         _guard_evaluation(Path(args.run_dir), args.overwrite)
         if config.data.name in TOY_DATASETS:
-            return _evaluate_toy(args, command)
-        result = evaluate_image_run(args.run_dir, _image_options(args, command))
+            given = [f"--{n.replace('_', '-')}" for n in IMAGE_FLAGS if getattr(args, n) is not None]
+            if given:
+                raise ConfigError(f"{' '.join(given)}: only for image runs and samples files, "
+                                  f"not the toy run in {args.run_dir}")
+        result = evaluate(args.run_dir, options=_eval_options(args, command))
         out = Path(args.run_dir)
+        if config.data.name in TOY_DATASETS:
+            print("\n".join(_summary(result)))
+            print(f"wrote {out / 'eval.json'} and {out / 'figures'}/")
+            return 0
     else:
         if args.data is None:
             raise ConfigError("--samples needs --data NAME (the data set to compare with)")
@@ -232,7 +226,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         out = Path(args.out_dir) if args.out_dir else samples.parent / f"{samples.stem}_eval"
         _guard_evaluation(out, args.overwrite)
         result = evaluate_samples_file(samples, data=args.data, data_root=args.data_root or "data",
-                                       options=_image_options(args, command), out_dir=out,
+                                       options=_eval_options(args, command), out_dir=out,
                                        key=args.samples_key)
     print("\n".join(image_summary(result)))
     print(f"wrote {out / 'eval.json'} and {out / 'figures'}/")
@@ -354,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "data.root; for --samples: data)")
     p.add_argument("--resolution", type=_count(8), metavar="PX", help="--samples of CelebA: side (64)")
     p.add_argument("--out-dir", metavar="DIR", help="--samples: output folder (default <stem>_eval)")
-    p.add_argument("--metrics", metavar="LIST", help="images: comma list of " + ",".join(METRICS)
+    p.add_argument("--metrics", metavar="LIST",
+                   help="comma list; 2-D runs: " + ",".join(TOY_METRICS) + " (default both); "
+                   "images: " + ",".join(IMAGE_METRICS)
                    + " (default fid,kid[,classes for MNIST][,bound,chain for a run])")
     p.add_argument("--num-samples", type=_count(2), metavar="N")
     p.add_argument("--num-paths", type=_count(1), metavar="M", help="heating paths of the IW bound")

@@ -5,9 +5,9 @@ device through the one training loop (``train.time_limit_s``), saving its EMA mo
 minutes (``train.save_minutes``): one after the other, or ``jobs`` at a time as separate
 ``walkback train`` processes, arm ``i`` on GPU ``i mod jobs`` (one arm per GPU, so each still
 has a whole device). Then each arm's final model is evaluated as a user gets
-it (``samples``: the noise-free output of ``model.sample``): images with ``evaluate_image_run``
-(FID, KID, the bound in bits/dim, FID after E = 0 / K / 10K extra steps at T = 1), toys with
-``evaluate_run``; every saved model gets the sample metric again (FID, or the toy metrics), for
+it (``samples``: the noise-free output of ``model.sample``) by ``evaluation.evaluate``: images
+on FID, KID, the bound in bits/dim and FID after E = 0 / K / 10K extra steps at T = 1, toys on
+the toy metrics and the bound; every saved model gets the sample metric again (FID, or the toy metrics), for
 the metric-against-minutes plot. Throughput comes from the runs' ``metrics.jsonl`` (training
 images/s and transitions/s) and from timing ``model.sample`` (network evaluations/s).
 
@@ -39,8 +39,9 @@ from .config import Config, apply_overrides
 from .errors import TrainingError
 from .data.loader import DataSplits
 from .data.toy import TOY_DATASETS, toy_modes
-from .evaluate import evaluate_run, read_metrics, write_samples
-from .evaluate_images import ImageEvalOptions, evaluate_image_run, evaluate_samples_file
+from .evaluation import EvalOptions, evaluate, evaluate_samples_file
+from .evaluation.report import read_metrics
+from .evaluation.samples import write_samples
 from .evaluation.report import jsonable, machine
 from .metrics import toy_metrics
 from .model import Walkback, load
@@ -155,13 +156,12 @@ def _toy_scores(model: Walkback, config: Config, data: DataSplits, n: int) -> di
     return toy_metrics(config.data.name, samples, data.train, data.heldout)
 
 
-def _image_options(options: CompareOptions, metrics: str) -> ImageEvalOptions:
-    return ImageEvalOptions(metrics=metrics, num_samples=options.num_samples,
-                            chain_steps="0,K,10K", device=options.device, num_paths=1,
-                            bound_points=options.bound_points,
-                            fid_weights=options.fid_weights, cache_dir=options.cache_dir,
-                            data_root=options.data_root, progress=options.progress,
-                            amp=options.amp, command=options.command, floor=False)
+def _image_options(options: CompareOptions, metrics: str) -> EvalOptions:
+    return EvalOptions(metrics=metrics, num_samples=options.num_samples, chain_steps="0,K,10K",
+                       device=options.device, num_paths=1, bound_points=options.bound_points,
+                       fid_weights=options.fid_weights, cache_dir=options.cache_dir,
+                       data_root=options.data_root, progress=options.progress, amp=options.amp,
+                       command=options.command, floor=False)
 
 
 def _snapshot_fid(model: Walkback, config: Config, folder: Path, options: CompareOptions) -> float:
@@ -197,12 +197,12 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
         "K": model.start_step or len(model.active_temperatures),
     }
     if toy:
-        final = evaluate_run(run_dir, num_samples=n, device=str(device), progress=options.progress,
-                             command=options.command)
+        final = evaluate(run_dir, num_samples=n, device=str(device), progress=options.progress,
+                         command=options.command)
         arm["chain"] = {s["label"]: s["metrics"] for s in final["chain"]["snapshots"]}
         arm["bound_nats"] = final["bound"]["estimates"][-1]["log_bound"]
     else:
-        final = evaluate_image_run(run_dir, _image_options(options, "fid,kid,bound,chain"))
+        final = evaluate(run_dir, options=_image_options(options, "fid,kid,bound,chain"))
         arm["fid"], arm["kid"] = final["fid"]["value"], final["kid"]["mean"]
         arm["bits_per_dim"] = final["bound"]["estimates"][-1]["bits_per_dim"]
         arm["chain_fid"] = {f"E={s['E']}": s.get("fid") for s in final["chain"]["snapshots"]}

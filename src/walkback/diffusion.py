@@ -24,6 +24,7 @@ import math
 import torch
 from torch import nn
 
+from .streams import Generator, randint, randn
 from .transition import GaussianStep, log_temperature_embedding
 
 __all__ = [
@@ -181,16 +182,16 @@ class DiffusionOperator(nn.Module):
         return self.step(s, level, 1.0).log_prob(s_next, weights)
 
     def sample(self, s: torch.Tensor, level: float | torch.Tensor, *,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: Generator = None) -> torch.Tensor:
         return self(s, level).sample(generator=generator)
 
 
 def denoising_loss(operator: DiffusionOperator, x: torch.Tensor, *,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: Generator = None) -> torch.Tensor:
     """The simple loss per example, ``mean_d (eps_theta(x_n, n) - eps)^2`` (shape ``(B,)``), at a
     level ``n ~ U{1..N}`` and noise ``eps ~ N(0, I)`` drawn per example."""
-    levels = torch.randint(1, operator.num_levels + 1, (x.shape[0],), generator=generator,
-                           device=x.device)
-    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    levels = randint(1, operator.num_levels + 1, (x.shape[0],), generator=generator,
+                     device=x.device)
+    eps = randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     x_n = vp_marginal(x, operator.alphas_bar[levels], eps)
     return (operator.predict_eps(x_n, levels) - eps).square().flatten(1).mean(1)

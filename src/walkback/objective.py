@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 
 from .prior import GaussianPrior
+from .streams import Generator
 from .trajectory import HeatingPath, Trajectory, walk_away
 from .transition import TransitionOperator
 
@@ -191,7 +192,7 @@ def variational_bound(
     x: torch.Tensor,
     *,
     num_paths: int = 1,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
 ) -> BoundResult:
     """``log w = log p*(s_K) + sum_t log p_{T_t}(s_{t-1}|s_t) - sum_t log q(s_t|s_{t-1})`` over
     ``M = num_paths`` independent heating paths; returns the IW bound and its parts."""

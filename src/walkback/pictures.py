@@ -19,7 +19,7 @@ from .atomic import atomic_write_bytes
 from .data.images import tile_grid, to_display_uint8
 from .inpaint import InpaintResult
 from .model import Walkback
-from .sampler import anneal_progressive
+from .sampler import states_at
 from .trajectory import walk_away
 
 __all__ = ["chain_gif", "evenly_spaced", "inpaint_figure", "tile_images", "walk_strip"]
@@ -81,11 +81,7 @@ def walk_strip(
     away = trajectory.states[evenly_spaced(k, num_columns)]  # (Q, B, C, H, W)
     temps = model.active_temperatures[: k - 1]
     keep = set(evenly_spaced(k, num_columns))
-    back = [
-        step.state for step in anneal_progressive(
-            model.operator, model.prior, temps, x.shape[0], generator=generator
-        ) if step.index in keep
-    ]
+    back = states_at(model.operator, model.prior, temps, x.shape[0], keep, generator=generator)
     columns = torch.cat([away, torch.stack(back).to(away)])  # (2Q, B, C, H, W)
     return _write_png(tile_images(columns.transpose(0, 1)), path)
 
@@ -109,12 +105,8 @@ def chain_gif(
         raise ValueError(f"chain_gif needs an image model, got shape {model.prior.data_shape}")
     temps = model.active_temperatures
     keep = set(evenly_spaced(len(temps) + steps_past_k + 1, frames))
-    states = [
-        step.state for step in anneal_progressive(
-            model.operator, model.prior, temps, num_chains, extra_steps=steps_past_k,
-            generator=generator,
-        ) if step.index in keep
-    ]
+    states = states_at(model.operator, model.prior, temps, num_chains, keep,
+                       extra_steps=steps_past_k, generator=generator)
     side = math.ceil(math.sqrt(num_chains))
     rows = math.ceil(num_chains / side)
     images = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .streams import Generator, randn
 from .transition import gaussian_log_prob
 
 __all__ = ["GaussianPrior"]
@@ -48,10 +49,8 @@ class GaussianPrior(nn.Module):
         """``log p*(s)`` per example, shape ``(B,)``."""
         return gaussian_log_prob(s, self.mean.expand_as(s), self.var.expand_as(s))
 
-    def sample(self, num: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``num`` states, shape ``(num, *data_shape)``."""
-        eps = torch.randn(
-            (num, *self.data_shape), generator=generator, device=self.mean.device,
-            dtype=self.mean.dtype,
-        )
+    def sample(self, num: int, *, generator: Generator = None) -> torch.Tensor:
+        """Draw ``num`` states, shape ``(num, *data_shape)`` (``generator``: see ``streams``)."""
+        eps = randn((num, *self.data_shape), generator=generator, device=self.mean.device,
+                    dtype=self.mean.dtype)
         return self.mean + self.var.sqrt() * eps

@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from .prior import GaussianPrior
 from .schedule import cooling_temperatures
+from .streams import Generator, StackedRandom, block_batches
 from .transition import TransitionOperator
 
-__all__ = ["ChainState", "SampleResult", "anneal", "anneal_progressive", "chain_temperatures"]
+__all__ = ["ChainState", "SampleResult", "anneal", "anneal_progressive", "chain_temperatures",
+           "states_at"]
 
 
 @dataclass
@@ -49,7 +51,7 @@ def anneal_progressive(
     num_samples: int,
     *,
     extra_steps: int = 0,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
 ) -> Iterator[ChainState]:
     """Yield every state of the cooling chain, from the prior draw to the last extra step."""
     s = prior.sample(num_samples, generator=generator)
@@ -69,20 +71,56 @@ def anneal(
     *,
     extra_steps: int = 0,
     batch_size: int | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
+    callback: Callable[[ChainState, int], None] | None = None,
 ) -> SampleResult:
     """Run the cooling chain for ``num_samples`` chains (in batches of ``batch_size``) and return
-    the means of the last step (``samples``) and the final states (``states``)."""
+    the means of the last step (``samples``) and the final states (``states``).
+
+    ``generator``: a ``torch.Generator`` (one stream, batches drawn in turn) or a
+    ``StackedRandom`` covering the ``num_samples`` chains (batches of whole blocks: the chains do
+    not depend on ``batch_size``). ``callback(state, start)`` sees every state of every batch,
+    ``start`` the index of the batch's first chain (k-diffusion's sampler callbacks).
+    """
     batch_size = batch_size or num_samples
+    if isinstance(generator, StackedRandom):
+        if generator.num != num_samples:
+            raise ValueError(f"anneal: the streams cover {generator.num} chains, not {num_samples}")
+        batches = list(generator.batches(batch_size))
+    else:
+        batches = [(a, b, generator) for a, b in block_batches(num_samples, batch_size, 1)]
     states, means = [], []
-    for start in range(0, num_samples, batch_size):
-        n = min(batch_size, num_samples - start)
+    for start, stop, streams in batches:
         last = None
         for last in anneal_progressive(
-            operator, prior, heating, n, extra_steps=extra_steps, generator=generator
+            operator, prior, heating, stop - start, extra_steps=extra_steps, generator=streams
         ):
-            pass
+            if callback is not None:
+                callback(last, start)
         assert last is not None
         states.append(last.state)
         means.append(last.mean if last.mean is not None else last.state)
     return SampleResult(samples=torch.cat(means), states=torch.cat(states))
+
+
+def states_at(
+    operator: TransitionOperator,
+    prior: GaussianPrior,
+    heating: torch.Tensor,
+    num_samples: int,
+    indices: set[int],
+    *,
+    extra_steps: int = 0,
+    generator: Generator = None,
+) -> list[torch.Tensor]:
+    """The chain states at the chain indices ``indices`` (0 = the prior draw), in chain order:
+    ``anneal`` with a callback that keeps them."""
+    kept: list[torch.Tensor] = []
+
+    def keep(item: ChainState, start: int) -> None:
+        if item.index in indices:
+            kept.append(item.state)
+
+    anneal(operator, prior, heating, num_samples, extra_steps=extra_steps, generator=generator,
+           callback=keep)
+    return kept

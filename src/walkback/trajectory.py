@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 
 from .schedule import heating_stops
+from .streams import Generator
 from .transition import GaussianStep, TransitionOperator
 
 __all__ = [
@@ -81,7 +82,7 @@ def walk_away(
     heating: HeatingPath,
     x: torch.Tensor,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     max_variance: float | None = None,
     reparameterized: bool = False,
 ) -> Trajectory:

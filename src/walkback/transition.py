@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .streams import Generator, randn
+
 __all__ = ["GaussianStep", "TransitionOperator", "gaussian_log_prob", "log_temperature_embedding"]
 
 OperatorForm = Literal["2017", "conditioned"]
@@ -53,11 +55,10 @@ class GaussianStep:
         ``gaussian_log_prob``)."""
         return gaussian_log_prob(x, self.mean, self.total_var, weights)
 
-    def sample(self, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``s' = mean + sqrt(T * var) * eps``."""
-        eps = torch.randn(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
-        )
+    def sample(self, *, generator: Generator = None) -> torch.Tensor:
+        """Draw ``s' = mean + sqrt(T * var) * eps`` (``generator``: see ``streams``)."""
+        eps = randn(self.mean.shape, generator=generator, device=self.mean.device,
+                    dtype=self.mean.dtype)
         return self.mean + self.total_var.sqrt() * eps
 
 

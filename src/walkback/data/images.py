@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..streams import Generator, rand
 from .celeba import read_celeba
 from .cifar import read_cifar10
 from .download import download_dataset
@@ -107,7 +108,7 @@ def to_model_space(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32) / 127.5 - 1.0
 
 
-def dequantize(images: torch.Tensor, *, generator: torch.Generator | None) -> torch.Tensor:
+def dequantize(images: torch.Tensor, *, generator: Generator) -> torch.Tensor:
     """uint8 ``(..)`` -> float32 ``(x + u) / 256`` in [0, 1), ``u ~ U[0, 1)`` per pixel.
 
     The bound's density lives on [0, 1) (bits/dim = 8 - L / (D ln 2)). Values that float32
@@ -115,13 +116,13 @@ def dequantize(images: torch.Tensor, *, generator: torch.Generator | None) -> to
     largest float32 below 1, so the range holds.
     """
     _require_uint8(images)
-    noise = torch.rand(images.shape, generator=generator, dtype=torch.float64, device=images.device)
+    noise = rand(images.shape, generator=generator, dtype=torch.float64, device=images.device)
     values = ((images.to(torch.float64) + noise) / 256.0).to(torch.float32)
     below_one = torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)).item()
     return values.clamp_(max=below_one)
 
 
-def dequantize_model_space(x: torch.Tensor, *, generator: torch.Generator | None) -> torch.Tensor:
+def dequantize_model_space(x: torch.Tensor, *, generator: Generator) -> torch.Tensor:
     """Model-space 8-bit values ``k / 127.5 - 1`` -> ``2 (k + u) / 256 - 1``, ``u ~ U[0, 1)``.
 
     Training on these (``train.dequantize``) fits a density to the same dequantized data the
@@ -130,7 +131,7 @@ def dequantize_model_space(x: torch.Tensor, *, generator: torch.Generator | None
     ``model.min_var``). Same shape and device as ``x``; one uniform per value from ``generator``.
     """
     k = ((x + 1.0) * 127.5).round()
-    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    u = rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (k + u) / 128.0 - 1.0
 
 

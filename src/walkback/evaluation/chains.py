@@ -1,17 +1,24 @@
-"""One set of sampling chains with snapshots (docs/evaluation.md, "Long chains").
+"""The one chain driver of the evaluation (docs/evaluation.md, "Long chains").
 
-``N`` chains start from ``p*``, cool through ``T_K .. T_1`` (``K`` steps) and continue at ``T = 1``;
-the images (``report="samples"``: the mean of the step that produced each state, the noise-free
-output; ``report="states"``: the chain states themselves, docs/method.md "Sampling") is
-captured after ``E`` extra steps for every requested ``E``, all
-from the same starting draws (``sampler.anneal_progressive`` with
-block noise: nothing depends on the batch size). Mixing, in model space, per dimension:
+``N`` chains start from ``p*``, cool through ``T_K .. T_1`` (``K`` steps) and continue at ``T = 1``
+(``sampler.anneal`` with a callback). A snapshot is taken after ``E`` extra steps for every
+requested ``E`` (negative ``E``: during cooling, chain index ``K + E``), all from the same starting
+draws. What a snapshot holds (``report="samples"``: the mean of the step that produced each
+state, the noise-free output; ``"states"``: the chain states themselves, docs/method.md
+"Sampling"), in data space (the visible part of a state):
+
+- ``shown``: float32 values of the first ``keep`` chains (all with ``keep=None``);
+- ``images``: uint8 of every chain (image data), clipped to [-1, 1] and rounded;
+- ``kept``: float32 chain states of the first ``MIX_KEEP`` chains.
+
+Mixing, over every chain, in model space, per dimension:
 
 - ``move_from_previous``: ``mean_i ||s_i(E) - s_i(E_prev)|| / sqrt(D)`` between snapshots;
 - ``last_step_move``: the same over the single step that produced the snapshot;
 - ``pair_distance``: ``mean_i ||s_i(E) - s_{i+1}(E)|| / sqrt(D)`` between different chains (the
   first ``MIX_KEEP``), the scale a chain must move to forget where it was.
 A chain frozen on a fixed point shows ``move_from_previous`` far below ``pair_distance``.
+With ``StackedRandom`` streams nothing depends on the batch size.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from tqdm import tqdm
 
 from ..data.images import to_display_uint8
 from ..errors import ConfigError
-from ..sampler import anneal_progressive
-from .noise import DEFAULT_BLOCK, BlockNoise, BlockOperator, BlockPrior, block_batches
+from ..sampler import ChainState, anneal
+from ..streams import Generator
 
 __all__ = ["Snapshot", "ChainRun", "parse_chain_steps", "run_chains", "MIX_KEEP"]
 
@@ -53,15 +60,14 @@ def parse_chain_steps(spec: str, k: int) -> list[int]:
 
 @dataclass
 class Snapshot:
-    """The chain state after ``extra_steps`` E (``chain_index = K + E`` operator applications):
-    ``images`` uint8 ``(N, C, H, W)`` (clipped to [-1, 1] and rounded, display / FID input);
-    ``kept`` float32 states of the first ``MIX_KEEP`` chains; mixing distances (module docstring;
-    ``None`` where undefined); fractions of chains with non-finite values and of pixel values
-    outside [-1, 1] (clipped for the images only)."""
+    """The chains after ``extra_steps`` E (``chain_index = K + E`` operator applications): what is
+    shown (module docstring), the mixing distances (``None`` where undefined), and the fractions of
+    chains with non-finite values and of values outside [-1, 1]."""
 
     extra_steps: int
     chain_index: int
-    images: torch.Tensor
+    shown: torch.Tensor
+    images: torch.Tensor | None
     kept: torch.Tensor
     move_from_previous: float | None
     last_step_move: float
@@ -82,31 +88,19 @@ class ChainRun:
 
 @dataclass
 class _Acc:
+    shown: list[torch.Tensor] = field(default_factory=list)
     images: list[torch.Tensor] = field(default_factory=list)
     kept: list[torch.Tensor] = field(default_factory=list)
     move: float = 0.0
     last: float = 0.0
     nonfinite: int = 0
     outside: int = 0
+    values: int = 0
 
 
 def _distance_per_dim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``||a_i - b_i|| / sqrt(D)`` per chain, float64."""
     return (a - b).flatten(1).double().norm(dim=1) / math.sqrt(a[0].numel())
-
-
-def _capture(acc: _Acc, state: torch.Tensor, shown: torch.Tensor, previous: torch.Tensor,
-             last_snapshot: torch.Tensor | None, start: int) -> None:
-    """Add one batch of chains (global indices from ``start``) to a snapshot's accumulator:
-    ``shown`` (the state or its step's mean) becomes the images, mixing uses the states."""
-    acc.images.append(to_display_uint8(torch.nan_to_num(shown, nan=0.0)).cpu())
-    if start < MIX_KEEP:
-        acc.kept.append(state[: MIX_KEEP - start].to("cpu", torch.float32))
-    acc.last += float(_distance_per_dim(state, previous).sum())
-    if last_snapshot is not None:
-        acc.move += float(_distance_per_dim(state, last_snapshot).sum())
-    acc.nonfinite += int((~torch.isfinite(shown).flatten(1).all(1)).sum())
-    acc.outside += int((shown.abs() > 1).sum())
 
 
 def _pair_distance(kept: torch.Tensor) -> float | None:
@@ -115,45 +109,78 @@ def _pair_distance(kept: torch.Tensor) -> float | None:
     return float(_distance_per_dim(kept, kept.roll(1, 0)).mean())
 
 
-def _finish(acc: dict[int, _Acc], num: int, k: int) -> ChainRun:
-    snapshots, first = [], True
-    for e in sorted(acc):
-        a = acc[e]
-        images, kept = torch.cat(a.images), torch.cat(a.kept)
-        snapshots.append(Snapshot(
-            extra_steps=e, chain_index=k + e, images=images, kept=kept,
-            move_from_previous=None if first else a.move / num, last_step_move=a.last / num,
-            pair_distance=_pair_distance(kept), nonfinite_fraction=a.nonfinite / num,
-            outside_fraction=a.outside / images.numel()))
-        first = False
-    return ChainRun(num, k, snapshots)
+class _Capture:
+    """The ``anneal`` callback: accumulates each wanted chain index over the batches."""
+
+    def __init__(self, model, indices: list[int], report: str, keep: int | None, images: bool,
+                 bar: tqdm) -> None:
+        self.model, self.report, self.keep, self.images, self.bar = model, report, keep, images, bar
+        self.acc = {i: _Acc() for i in indices}
+        self.previous: torch.Tensor | None = None
+        self.last_snapshot: torch.Tensor | None = None
+
+    def __call__(self, item: ChainState, start: int) -> None:
+        if item.index == 0:
+            self.previous, self.last_snapshot = None, None
+        if item.index in self.acc:
+            self._add(self.acc[item.index], item, start)
+            self.last_snapshot = item.state
+        self.previous = item.state
+        self.bar.update(len(item.state))
+
+    def _add(self, acc: _Acc, item: ChainState, start: int) -> None:
+        use_mean = self.report == "samples" and item.mean is not None
+        shown = self.model.visible(item.mean if use_mean else item.state)
+        if self.keep is None or start < self.keep:
+            stop = None if self.keep is None else self.keep - start
+            acc.shown.append(shown[:stop].to("cpu", torch.float32))
+        if self.images:
+            acc.images.append(to_display_uint8(torch.nan_to_num(shown, nan=0.0)).cpu())
+        if start < MIX_KEEP:
+            acc.kept.append(item.state[: MIX_KEEP - start].to("cpu", torch.float32))
+        if self.previous is not None:
+            acc.last += float(_distance_per_dim(item.state, self.previous).sum())
+        if self.last_snapshot is not None:
+            acc.move += float(_distance_per_dim(item.state, self.last_snapshot).sum())
+        acc.nonfinite += int((~torch.isfinite(shown).flatten(1).all(1)).sum())
+        acc.outside += int((shown.abs() > 1).sum())
+        acc.values += shown.numel()
+
+    def finish(self, num: int, k: int) -> ChainRun:
+        snapshots, first = [], True
+        for index in sorted(self.acc):
+            a = self.acc[index]
+            kept = torch.cat(a.kept)
+            snapshots.append(Snapshot(
+                extra_steps=index - k, chain_index=index, shown=torch.cat(a.shown),
+                images=torch.cat(a.images) if a.images else None,
+                move_from_previous=None if first else a.move / num,
+                last_step_move=math.nan if index == 0 else a.last / num,
+                kept=kept, pair_distance=_pair_distance(kept),
+                nonfinite_fraction=a.nonfinite / num, outside_fraction=a.outside / a.values))
+            first = False
+        return ChainRun(num, k, snapshots)
 
 
 @torch.no_grad()
-def run_chains(model, num: int, extra_steps: Sequence[int], *, seed: int, batch_size: int,
-               block: int = DEFAULT_BLOCK, progress: bool = False, report: str = "samples") -> ChainRun:
-    """Run ``num`` chains of ``model`` (a ``Walkback``) to ``K + max(extra_steps)`` steps and keep
-    the snapshots at each ``E`` in ``extra_steps``; ``report``: "samples" (the mean of the step
-    that produced each state) or "states" (the chain states) becomes the snapshot's images."""
+def run_chains(model, num: int, extra_steps: Sequence[int], *, generator: Generator,
+               batch_size: int, progress: bool = False, report: str = "samples",
+               keep: int | None = MIX_KEEP, images: bool = True) -> ChainRun:
+    """Run ``num`` chains of ``model`` (a ``Walkback``) to ``K + max(extra_steps)`` steps, in
+    batches of ``batch_size``, and keep a snapshot at each ``E`` in ``extra_steps`` (``-K <= E``);
+    ``report``: "samples" or "states" become what is shown (module docstring)."""
     if report not in ("samples", "states"):
         raise ValueError(f"report must be 'samples' or 'states', got {report!r}")
-    wanted = sorted(set(extra_steps))
-    temps, device = model.active_temperatures, model.prior.mean.device
-    k, e_max = len(temps), wanted[-1]
-    acc = {e: _Acc() for e in wanted}
+    temps = model.active_temperatures
+    k = len(temps)
+    wanted = sorted({k + e for e in extra_steps})
+    if wanted[0] < 0:
+        raise ValueError(f"extra steps must be at least -K = {-k}, got {wanted[0] - k}")
+    e_max = max(0, wanted[-1] - k)
     bar = tqdm(total=num * (k + e_max + 1), disable=not progress, desc=f"chains (K={k}, E<={e_max})",
                unit="state", unit_scale=True)
-    for start, stop in block_batches(num, batch_size, block):
-        noise = BlockNoise(seed, start, stop, block=block, device=device)
-        chain = anneal_progressive(BlockOperator(model.operator, noise), BlockPrior(model.prior, noise),
-                                   temps, stop - start, extra_steps=e_max)
-        previous, last_snapshot = None, None
-        for item in chain:
-            if item.index - k in acc:
-                shown = item.mean if report == "samples" and item.mean is not None else item.state
-                _capture(acc[item.index - k], item.state, shown, previous, last_snapshot, start)
-                last_snapshot = item.state
-            previous = item.state
-            bar.update(stop - start)
+    capture = _Capture(model, wanted, report, keep, images, bar)
+    anneal(model.operator, model.prior, temps, num, extra_steps=e_max, batch_size=batch_size,
+           generator=generator, callback=capture)
     bar.close()
-    return _finish(acc, num, k)
+    return capture.finish(num, k)

@@ -19,7 +19,7 @@ import torch
 
 from ..atomic import atomic_write_text
 
-__all__ = ["machine", "caption", "jsonable", "write_outputs", "image_summary"]
+__all__ = ["machine", "caption", "jsonable", "read_metrics", "write_outputs", "image_summary"]
 
 FigureFn = Callable[[Path], None]
 
@@ -50,6 +50,19 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl (empty when absent; stops at a cut line)."""
+    records: list[dict] = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return records
+
 
 
 def write_outputs(out_dir: Path, result: dict, figures: dict[str, tuple[FigureFn, dict]]) -> dict:

@@ -1,4 +1,5 @@
-"""Samples files: what ``walkback evaluate --samples FILE.npz`` accepts, checked before use.
+"""Samples files: what ``walkback sample`` writes (``write_samples``) and what
+``walkback evaluate --samples FILE.npz`` accepts, checked before use.
 
 The array is the file's ``samples`` entry (``--samples-key``; a file holding a single array may use
 any name). Accepted layouts, with ``(C, H, W)`` the data set's image shape:
@@ -18,16 +19,20 @@ Anything else (other dtypes, shapes, N < 2) is a one-line ``MetricsError`` namin
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_bytes
 from ..metrics.fid import MetricsError, to_uint8
+from ..plots import plot_snapshots, save_image_grid
 
-__all__ = ["LoadedSamples", "load_samples_file", "samples_from_array", "FLOAT_LAYOUT"]
+__all__ = ["LoadedSamples", "load_samples_file", "samples_from_array", "write_samples", "FLOAT_LAYOUT"]
 
 FLOAT_LAYOUT = "float (N, C, H, W) in model space [-1, 1]"
 LIMIT = 4.0  # model space is [-1, 1]; 0..255 data or a bulk beyond this is refused
@@ -136,3 +141,32 @@ def load_samples_file(path: str | Path, image_shape: tuple[int, int, int], *,
     loaded.meta, loaded.path, loaded.key = meta, str(path), chosen
     loaded.sha256 = hashlib.sha256(payload).hexdigest()
     return loaded
+
+
+def _as_float32(x: torch.Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float32).numpy()
+
+
+def write_samples(path: str | Path, samples: torch.Tensor, *, states: torch.Tensor | None = None,
+                  meta: dict, reference: torch.Tensor | None = None) -> None:
+    """Write ``samples`` ``(N, *data_shape)`` (float32, data space: the noise-free output), the
+    chains' ``states`` when given and a ``meta`` JSON string to an .npz atomically, and a picture
+    of ``samples`` ``<stem>.png`` beside it: for 2-D data a scatter (data ``reference`` on the
+    left when given), for images a 10x10 grid."""
+    path = Path(path)
+    arrays = {"samples": _as_float32(samples), "meta": np.array(json.dumps(meta))}
+    if states is not None:
+        arrays["states"] = _as_float32(states)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+    if samples.dim() == 4:  # images: a grid of the first 100
+        tmp = path.with_name(f".{path.stem}.png.tmp")
+        save_image_grid(samples, tmp)
+        os.replace(tmp, path.with_suffix(".png"))
+    elif samples.dim() == 2 and samples.shape[1] == 2:
+        panels = [] if reference is None else [("data", reference)]
+        title = ", ".join(f"{k}={meta[k]}" for k in ("K", "E", "seed", "N") if k in meta)
+        tmp = path.with_name(f".{path.stem}.png.tmp")
+        plot_snapshots(panels + [("samples", samples)], tmp, title=title)
+        os.replace(tmp, path.with_suffix(".png"))

@@ -10,7 +10,7 @@ from ..metrics.likelihood import estimate_bound
 from ..metrics.parzen import parzen_evaluate
 from .chains import ChainRun
 from .context import ImageData
-from .noise import DEFAULT_BLOCK
+from ..streams import DEFAULT_BLOCK
 
 __all__ = ["REPORTED", "REPORTED_STATES", "quality_sections", "chain_section", "bound_section",
            "parzen_section"]

@@ -12,8 +12,8 @@ Data ``x`` in {0..255}^D is dequantized to ``v = (x + u) / 256``, ``u ~ U[0, 1)^
   ``bits/dim = (7 - log p*(s_K) / (D ln 2)) + sum_t (-step_t / (D ln 2))``, step ``t`` "costs"
   ``-step_t / (D ln 2)`` bits per dimension.
 
-Randomness (dequantization, heating paths) comes from ``evaluation.noise.BlockNoise``: the estimate
-does not depend on the batch size.
+Randomness (dequantization, heating paths) comes from per-example streams (``streams.StackedRandom``):
+the estimate does not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.images import dequantize
-from ..evaluation.noise import DEFAULT_BLOCK, BlockHeating, BlockNoise, block_batches
+from ..streams import DEFAULT_BLOCK, StackedRandom, block_batches
 from ..objective import variational_bound
 from ..prior import GaussianPrior
 from ..transition import TransitionOperator
@@ -74,10 +74,9 @@ def term_bits_per_dim(term_nats: torch.Tensor | float, dim: int) -> torch.Tensor
     return -term_nats / (dim * LN2)
 
 
-def dequantize_to_model_space(images: torch.Tensor, noise: BlockNoise) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` -> ``y = 2 (x + u) / 256 - 1`` float32, ``u`` from ``noise``'s blocks."""
-    v = noise.map_blocks(lambda chunk, g: dequantize(chunk, generator=g), images)
-    return 2.0 * v - 1.0
+def dequantize_to_model_space(images: torch.Tensor, noise: StackedRandom) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> ``y = 2 (x + u) / 256 - 1`` float32, ``u`` from ``noise``."""
+    return 2.0 * dequantize(images, generator=noise) - 1.0
 
 
 @dataclass
@@ -128,7 +127,7 @@ def _finish(dim: int, num_paths: int, bits: list[torch.Tensor], elbo: list[torch
 
 @torch.no_grad()
 def _bound_loop(model: BoundModel, data: torch.Tensor,
-                prepare: Callable[[torch.Tensor, BlockNoise], torch.Tensor], *, num_paths: int,
+                prepare: Callable[[torch.Tensor, StackedRandom], torch.Tensor], *, num_paths: int,
                 seed: int, batch_size: int, block: int, progress: bool) -> BoundEstimate:
     """Estimate the bound of ``prepare(batch, noise)`` (model-space states) over ``data`` in
     batches of whole noise blocks."""
@@ -140,10 +139,10 @@ def _bound_loop(model: BoundModel, data: torch.Tensor,
     parts: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
     bar = tqdm(total=len(data), disable=not progress, desc=f"bound M={num_paths}", unit="img")
     for start, stop in block_batches(len(data), batch_size, block):
-        noise = BlockNoise(seed, start, stop, block=block, device=device)
+        noise = StackedRandom(seed, start, stop, block=block, device=device)
         y = prepare(data[start:stop].to(device), noise).to(dtype)
-        heating = BlockHeating(model.heating_path(temps), noise)
-        r = variational_bound(model.operator, model.prior, heating, temps, y, num_paths=num_paths)
+        r = variational_bound(model.operator, model.prior, model.heating_path(temps), temps, y,
+                              num_paths=num_paths, generator=noise)
         for store, value in zip(parts, (model_space_bits_per_dim(r.log_bound, dim),
                                         model_space_bits_per_dim(r.elbo, dim), r.step_terms,
                                         r.prior_term, r.log_bound)):

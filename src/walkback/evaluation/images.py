@@ -1,10 +1,12 @@
-"""Evaluate image runs and samples files (docs/evaluation.md): FID / KID with the FID Inception, the MNIST
-class histogram and classifier FID, the variational bound in bits/dim, long chains with mixing, and
-the legacy Parzen log-likelihood; ``eval.json`` (every number with its protocol) and figures.
+"""Evaluation of image runs and samples files (docs/evaluation.md): FID / KID with the FID Inception,
+the MNIST class histogram and classifier FID, the variational bound in bits/dim, long chains with
+mixing, and the legacy Parzen log-likelihood; ``eval.json`` (every number with its protocol) and
+figures.
 
-- ``evaluate_image_run(run_dir, options)``: one set of chains from the run's model gives the samples
-  (``E = sample.extra_steps``) and the chain snapshots; writes ``run_dir/eval.json`` and
-  ``run_dir/figures/``.
+- ``evaluate_image_run(run_dir, options)`` (reached through ``evaluation.evaluate``): one set of
+  chains from the run's model gives the samples (``E = sample.extra_steps``) and the chain
+  snapshots; writes ``run_dir/eval.json`` and ``run_dir/figures/``. ``--metrics bound`` alone
+  runs no chain.
 - ``evaluate_samples_file(path, data=..., data_root=..., options=...)``: scores any generator's
   samples (``evaluation.samples`` lists the accepted layouts); writes ``<stem>_eval/`` beside it.
 Nothing is written before every metric was computed; nothing depends on the batch size.
@@ -12,107 +14,45 @@ Nothing is written before every metric was computed; nothing depends on the batc
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import parts
-from .config import Config
-from .data.images import CELEBA_DEFAULT_RESOLUTION, IMAGE_DATASETS
-from .errors import ConfigError
-from .evaluate import read_metrics
-from .evaluation import figures as F
-from .evaluation.chains import parse_chain_steps, run_chains
-from .evaluation.context import ImageData, build_context, fid_splits, real_floor
-from .evaluation.features import FeatureNet, default_cache_dir
-from .evaluation.noise import DEFAULT_BLOCK
-from .evaluation.plans import chain_figures, class_fractions, sample_figures
-from .evaluation.quality import QualityContext, sample_quality
-from .evaluation.report import caption, image_summary, machine, write_outputs
-from .evaluation.samples import load_samples_file
-from .evaluation.sections import (
-    REPORTED, REPORTED_STATES, bound_section, chain_section, parzen_section, quality_sections,
-)
-from .metrics.classifier import ClassifierInfo, MNISTClassifier
-from .metrics.fid import MetricsError
-from .model import (
-    IMAGE_SHAPES, MODEL_FILE, START_FIT_POINTS, START_FIT_SEED_OFFSET, START_PRIOR_FILE,
+from ..atomic import sha256_file
+from ..config import Config
+from ..data.images import CELEBA_DEFAULT_RESOLUTION, IMAGE_DATASETS, to_model_space
+from ..errors import ConfigError
+from ..inpaint import half_mask, inpaint
+from ..metrics.fid import MetricsError
+from ..model import (
+    IMAGE_SHAPES, MODEL_FILE, START_FIT_POINTS, START_FIT_SEED_OFFSET, START_PRIOR_FILE, Walkback,
     start_part_way,
 )
-from .data.images import to_model_space
-from .inpaint import half_mask, inpaint
-from .model import Walkback
-from .pictures import chain_gif, inpaint_figure, walk_strip
-from .runs import amp_autocast, enable_fast_kernels, load_run_config, load_run_model, resolve_device
+from ..pictures import chain_gif, inpaint_figure, walk_strip
+from ..runs import amp_autocast, enable_fast_kernels, load_run_config, load_run_model, resolve_device
+from ..streams import StackedRandom
+from . import figures as F
+from .chains import parse_chain_steps, run_chains
+from .context import ImageData, build_context, fid_splits, real_floor
+from .features import default_cache_dir
+from .options import EvalOptions, resolve_metrics
+from .plans import chain_figures, class_fractions, sample_figures
+from .quality import QualityContext, sample_quality
+from .report import caption, machine, read_metrics, write_outputs
+from .samples import load_samples_file
+from .sections import (
+    REPORTED, REPORTED_STATES, bound_section, chain_section, parzen_section, quality_sections,
+)
 
-__all__ = ["METRICS", "ImageEvalOptions", "resolve_metrics", "evaluate_image_run",
-           "evaluate_samples_file", "image_summary"]
-
-METRICS = ("fid", "kid", "classes", "bound", "chain", "parzen")
-NEEDS_MODEL = ("bound", "chain")
-DEFAULT_CHAIN_STEPS = "0,K,10K,100K"
-
-
-@dataclass
-class ImageEvalOptions:
-    """Options of ``walkback evaluate`` for images (``None``: the run's config or the default).
-    ``feature_net`` replaces the FID Inception and ``classifier`` the trained MNIST classifier
-    (tests, other feature extractors); ``block``: examples per random stream (``evaluation.noise``)."""
-
-    metrics: str | None = None
-    num_samples: int | None = None
-    num_paths: int | None = None
-    bound_points: int | None = None
-    chain_steps: str = DEFAULT_CHAIN_STEPS
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int | None = None
-    cache_dir: str | Path | None = None
-    fid_weights: str | None = None
-    data_root: str | None = None
-    resolution: int | None = None
-    progress: bool = True
-    command: str | None = None
-    block: int = DEFAULT_BLOCK
-    feature_net: FeatureNet | None = None
-    classifier: tuple[MNISTClassifier, ClassifierInfo] | None = None
-    classifier_epochs: int = 5
-    amp: str = "none"  # "bf16": sampling chains and pictures under bf16 autocast (GPU); bound in fp32
-    floor: bool = True  # the real-vs-real floor (needs the floor split, MNIST: train)
-    report: str = "samples"  # "states": score the chain states, not the last steps' means
-    start_step: int | None = None  # start the chains at this heating step (Walkback.start_at)
+__all__ = ["evaluate_image_run", "evaluate_samples_file"]
 
 
-def resolve_metrics(spec: str | None, data_name: str, *, has_model: bool) -> list[str]:
-    """The metrics to compute, in ``METRICS`` order. Default: fid, kid, classes (MNIST), and with a
-    model bound and chain. ``chain`` implies ``fid`` (the chain metric for images is FID)."""
-    if spec is None:
-        chosen = {"fid", "kid"} | ({"classes"} if data_name == "mnist" else set())
-        chosen |= set(NEEDS_MODEL) if has_model else set()
-    else:
-        chosen = {m.strip().lower() for m in spec.split(",") if m.strip()}
-        unknown = sorted(chosen - set(METRICS))
-        if unknown or not chosen:
-            raise ConfigError(f"--metrics {spec}: unknown metric {', '.join(unknown) or '(none)'}; "
-                              f"choose from {', '.join(METRICS)}")
-    if not has_model and chosen & set(NEEDS_MODEL):
-        raise ConfigError(f"--metrics {','.join(sorted(chosen & set(NEEDS_MODEL)))}: needs a model "
-                          "(--run-dir), not a samples file")
-    if "classes" in chosen and data_name != "mnist":
-        raise ConfigError(f"--metrics classes: the class histogram needs MNIST, not {data_name}")
-    if "chain" in chosen:
-        chosen.add("fid")
-    return [m for m in METRICS if m in chosen]
-
-
-def _cache_dir(options: ImageEvalOptions) -> Path:
+def _cache_dir(options: EvalOptions) -> Path:
     return Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir()
 
 
-def _context(data: ImageData, metrics: Sequence[str], options: ImageEvalOptions,
+def _context(data: ImageData, metrics: Sequence[str], options: EvalOptions,
              device: torch.device) -> tuple[QualityContext, dict]:
     return build_context(data, set(metrics), cache_dir=_cache_dir(options), device=device,
                          seed=options.seed + 3, progress=options.progress,
@@ -121,8 +61,8 @@ def _context(data: ImageData, metrics: Sequence[str], options: ImageEvalOptions,
                          classifier_epochs=options.classifier_epochs)
 
 
-def _header(kind: str, device: torch.device, options: ImageEvalOptions, metrics: list[str]) -> dict:
-    return {"kind": kind, "command": options.command or " ".join(sys.argv), "machine": machine(device),
+def _header(kind: str, device: torch.device, options: EvalOptions, metrics: list[str]) -> dict:
+    return {"kind": kind, "command": options.command, "machine": machine(device),
             "seed": options.seed, "metrics": metrics, "sampling_amp": options.amp}
 
 
@@ -134,7 +74,7 @@ def _copy(data: ImageData, metrics: Sequence[str]) -> dict:
 
 
 def _quality_results(images: torch.Tensor, ctx: QualityContext, networks: dict, data: ImageData,
-                     base: dict, metrics: list[str], options: ImageEvalOptions,
+                     base: dict, metrics: list[str], options: EvalOptions,
                      quality: dict | None = None) -> tuple[dict, dict]:
     """Sample-quality sections (with the real-vs-real floor), Parzen, and their figures."""
     quality = quality if quality is not None else sample_quality(images, ctx)[0]
@@ -159,7 +99,7 @@ def _check_shape(model, data: ImageData, split: str) -> None:
         raise MetricsError(f"{data.split(split).source}: images {have} but the model works on {want}")
 
 
-def _bound_results(model, data: ImageData, options: ImageEvalOptions, config: Config,
+def _bound_results(model, data: ImageData, options: EvalOptions, config: Config,
                    batch: int) -> tuple[dict, dict]:
     """The bound for M = 1 and M = num_paths on the test split, and bound_steps.png (M = 1)."""
     ms = list(dict.fromkeys((1, options.num_paths or config.sample.num_paths)))
@@ -176,16 +116,16 @@ def _bound_results(model, data: ImageData, options: ImageEvalOptions, config: Co
     return section, {"bound_steps": (draw, {**p, "M": 1})}
 
 
-def _run_header(run_dir: Path, device: torch.device, options: ImageEvalOptions, metrics: list[str],
+def _run_header(run_dir: Path, device: torch.device, options: EvalOptions, metrics: list[str],
                 k: int) -> dict:
     return {**_header("image run", device, options, metrics), "run_dir": str(run_dir),
-            "model_sha256": parts.sha256_of(run_dir / "model" / MODEL_FILE),
+            "model_sha256": sha256_file(run_dir / "model" / MODEL_FILE),
             "train_step": _train_step(run_dir), "K": k}
 
 
-def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = None) -> dict:
+def evaluate_image_run(run_dir: str | Path, options: EvalOptions | None = None) -> dict:
     """Evaluate the image run in ``run_dir`` (module docstring); returns the eval.json dict."""
-    options, run_dir = options or ImageEvalOptions(), Path(run_dir)
+    options, run_dir = options or EvalOptions(), Path(run_dir)
     config: Config = load_run_config(run_dir)
     metrics = resolve_metrics(options.metrics, config.data.name, has_model=True)
     device = resolve_device(options.device, setting="--device")
@@ -198,43 +138,59 @@ def evaluate_image_run(run_dir: str | Path, options: ImageEvalOptions | None = N
     if options.start_step is not None or model.start_step:
         model, start = _start_part_way(model, data, options, device)
     k = len(model.active_temperatures)
+    batch = options.batch_size or config.sample.batch_size
+    result = {**_run_header(run_dir, device, options, metrics, k),
+              **({"start": start} if start else {})}
+    figures: dict = {}
+    sampling = bool(set(metrics) - {"bound"})  # every metric but the bound scores samples
+    if sampling:
+        sections, figures = _sample_results(model, data, options, metrics, config, device)
+        result.update(sections)
+        figures.update(_pictures(model, data, options.seed))
+    if "bound" in metrics:
+        result["bound"], bound_figures = _bound_results(model, data, options, config, batch)
+        figures.update(bound_figures)
+    result["data"] = data.describe()
+    with _sampling_autocast(options, device):
+        result = write_outputs(run_dir, result, figures)
+        if sampling:
+            chain_gif(model, run_dir / "figures" / "chain.gif", steps_past_k=10 * k,
+                      frames=min(60, 11 * k + 1),
+                      generator=torch.Generator(device).manual_seed(options.seed))
+    return result
+
+
+def _sample_results(model: Walkback, data: ImageData, options: EvalOptions, metrics: list[str],
+                    config: Config, device: torch.device) -> tuple[dict, dict]:
+    """One set of chains gives the samples (``E = sample.extra_steps``) and every chain snapshot;
+    their quality sections and figures."""
+    k = len(model.active_temperatures)
     es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
     n, e_main = options.num_samples or config.sample.num_samples, config.sample.extra_steps
-    batch = options.batch_size or config.sample.batch_size
-    ctx, networks = _context(data, metrics, options, device)
-
-    # one set of chains: the samples (E = sample.extra_steps) and every chain snapshot
+    streams = StackedRandom(options.seed, 0, n, block=options.block, device=device)
     with _sampling_autocast(options, device):
-        chains = run_chains(model, n, sorted({e_main, *es}), seed=options.seed, batch_size=batch,
-                            block=options.block, progress=options.progress, report=options.report)
+        chains = run_chains(model, n, sorted({e_main, *es}), generator=streams,
+                            batch_size=options.batch_size or config.sample.batch_size,
+                            progress=options.progress, report=options.report)
+    ctx, networks = _context(data, metrics, options, device)
     quality = {s.extra_steps: sample_quality(s.images, ctx, desc=f"E={s.extra_steps}")
                for s in chains.snapshots if s.extra_steps == e_main or "chain" in metrics}
     base = {**_copy(data, metrics), "num_samples": n, "K": k, "E": e_main, "seed": options.seed,
             "reported": REPORTED_STATES if options.report == "states" else REPORTED}
     main = chains.at(e_main)
-    result = {**_run_header(run_dir, device, options, metrics, k),
-              **({"start": start} if start else {}),
-              "samples": {"protocol": base, "nonfinite_fraction": main.nonfinite_fraction,
-                          "outside_fraction": main.outside_fraction}}
-    sections, figures = _quality_results(main.images, ctx, networks, data, base, metrics, options,
-                                         quality[e_main][0])
-    result.update(sections)
+    sections = {"samples": {"protocol": base, "nonfinite_fraction": main.nonfinite_fraction,
+                            "outside_fraction": main.outside_fraction}}
+    quality_part, figures = _quality_results(main.images, ctx, networks, data, base, metrics,
+                                             options, quality[e_main][0])
+    sections.update(quality_part)
     if "chain" in metrics:
-        result["chain"] = chain_section(chains, quality, {x: v for x, v in base.items() if x != "E"})
-        figures.update(chain_figures(chains, result["chain"], base))
-    if "bound" in metrics:
-        result["bound"], bound_figures = _bound_results(model, data, options, config, batch)
-        figures.update(bound_figures)
-    figures.update(_pictures(model, data, options.seed))
-    result["data"] = data.describe()
-    with _sampling_autocast(options, device):
-        result = write_outputs(run_dir, result, figures)
-        chain_gif(model, run_dir / "figures" / "chain.gif", steps_past_k=10 * k,
-                  frames=min(60, 11 * k + 1), generator=torch.Generator(device).manual_seed(options.seed))
-    return result
+        sections["chain"] = chain_section(chains, quality,
+                                          {x: v for x, v in base.items() if x != "E"})
+        figures.update(chain_figures(chains, sections["chain"], base))
+    return sections, figures
 
 
-def _start_part_way(model: Walkback, data: ImageData, options: ImageEvalOptions,
+def _start_part_way(model: Walkback, data: ImageData, options: EvalOptions,
                     device: torch.device) -> tuple[Walkback, dict]:
     """The chains' part-way start, with the protocol that eval.json records: the prior saved with
     the model for its start step (``--start-step`` left out or equal to it), else
@@ -256,7 +212,7 @@ def _start_part_way(model: Walkback, data: ImageData, options: ImageEvalOptions,
                    "fit_seed": options.seed + START_FIT_SEED_OFFSET}
 
 
-def _sampling_autocast(options: ImageEvalOptions, device: torch.device) -> torch.autocast:
+def _sampling_autocast(options: EvalOptions, device: torch.device) -> torch.autocast:
     """bf16 autocast of the backbone for sampling when ``--amp bf16`` (densities stay float32)."""
     return amp_autocast(device, options.amp)
 
@@ -299,11 +255,11 @@ def _image_shape(name: str, resolution: int | None) -> tuple[int, int, int]:
 
 
 def evaluate_samples_file(path: str | Path, *, data: str, data_root: str,
-                          options: ImageEvalOptions | None = None, out_dir: str | Path | None = None,
+                          options: EvalOptions | None = None, out_dir: str | Path | None = None,
                           key: str = "samples") -> dict:
     """Score the samples in ``path`` against data set ``data`` under ``data_root``; writes
     ``out_dir`` (default ``<parent>/<stem>_eval``)/eval.json and figures; returns the dict."""
-    options, path = options or ImageEvalOptions(), Path(path)
+    options, path = options or EvalOptions(), Path(path)
     metrics = resolve_metrics(options.metrics, data, has_model=False)
     device = resolve_device(options.device, setting="--device")
     loaded = load_samples_file(path, _image_shape(data, options.resolution), key=key)

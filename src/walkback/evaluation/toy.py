@@ -1,40 +1,33 @@
-"""Evaluate a trained run (docs/evaluation.md): long-chain toy metrics with mixing, the variational bound
-on held-out points and the figures, each written with its protocol (data, split, N, K, E, seed and
-which state is reported) into ``eval.json`` and ``figures/`` of the run folder.
+"""Evaluation of a 2-D toy run (docs/evaluation.md): long-chain toy metrics with mixing, the
+variational bound on held-out points and the figures, each written with its protocol (data, split,
+N, K, E, seed and which state is reported) into ``eval.json`` and ``figures/`` of the run folder.
+Reached through ``evaluation.evaluate``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
-import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from . import parts
-from .atomic import atomic_write_bytes, atomic_write_text
-from .data.loader import DataSplits
-from .data.toy import TOY_DATASETS, toy_modes
-from .errors import CheckpointError
-from .evaluation.report import jsonable, machine
-from .metrics import drift_field, mode_statistics, nearest_distance_ratio, rotational_magnitude
-from .metrics import subsample, toy_metrics
-from .model import MODEL_FILE, Walkback
-from .objective import variational_bound
-from .plots import plot_curves, plot_drift, plot_snapshots, save_image_grid
-from .sampler import anneal_progressive
-from .runs import load_data, load_run_config, load_run_model
-from .trajectory import walk_away
+from ..atomic import atomic_write_text, sha256_file
+from ..data.loader import DataSplits
+from ..data.toy import toy_modes
+from ..metrics import drift_field, mode_statistics, nearest_distance_ratio, rotational_magnitude
+from ..metrics import subsample, toy_metrics
+from ..model import MODEL_FILE, Walkback
+from ..objective import variational_bound
+from ..plots import plot_curves, plot_drift, plot_snapshots
+from ..runs import load_data, load_run_config, load_run_model, resolve_device
+from ..trajectory import walk_away
+from .chains import ChainRun, run_chains
+from .report import jsonable, machine, read_metrics
 
-__all__ = ["REPORTED", "REPORTED_STATES", "evaluate_run", "write_samples"]
+__all__ = ["REPORTED", "REPORTED_STATES", "evaluate_toy_run"]
 
 REPORTED = "samples: the mean of the last step (the noise-free output)"
 REPORTED_STATES = "states: the chain states (the last step's noise included)"
@@ -45,100 +38,40 @@ FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # heating / cooling snapshots at t = fr
 DRIFT_LIM, DRIFT_GRID = 1.5, 41
 
 
-
-
-
-def _as_float32(x: torch.Tensor) -> np.ndarray:
-    return x.detach().to("cpu", torch.float32).numpy()
-
-
-def write_samples(path: str | Path, samples: torch.Tensor, *, states: torch.Tensor | None = None,
-                  meta: dict, reference: torch.Tensor | None = None) -> None:
-    """Write ``samples`` ``(N, *data_shape)`` (float32, data space: the noise-free output), the
-    chains' ``states`` when given and a ``meta`` JSON string to an .npz atomically, and a picture
-    of ``samples`` ``<stem>.png`` beside it: for 2-D data a scatter (data ``reference`` on the
-    left when given), for images a 10x10 grid."""
-    path = Path(path)
-    arrays = {"samples": _as_float32(samples), "meta": np.array(json.dumps(meta))}
-    if states is not None:
-        arrays["states"] = _as_float32(states)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-    if samples.dim() == 4:  # images: a grid of the first 100
-        tmp = path.with_name(f".{path.stem}.png.tmp")
-        save_image_grid(samples, tmp)
-        os.replace(tmp, path.with_suffix(".png"))
-    elif samples.dim() == 2 and samples.shape[1] == 2:
-        panels = [] if reference is None else [("data", reference)]
-        title = ", ".join(f"{k}={meta[k]}" for k in ("K", "E", "seed", "N") if k in meta)
-        tmp = path.with_name(f".{path.stem}.png.tmp")
-        plot_snapshots(panels + [("samples", samples)], tmp, title=title)
-        os.replace(tmp, path.with_suffix(".png"))
-
-
-@dataclass
-class Captured:
-    """A chain state ``(N, *shape)`` after ``index`` operator applications, and the mean distance
-    the chains moved in the step that produced it (NaN for the prior draw)."""
-
-    index: int
-    state: torch.Tensor
-    last_step_move: float
-
-
 def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """``mean_i ||a_i - b_i||``: how far the same chains moved between two states."""
     return float((a - b).flatten(1).double().norm(dim=1).mean())
-
-
-def _run_chain(model: Walkback, n: int, indices: set[int], *, generator: torch.Generator,
-               progress: bool, report: str = "samples") -> dict[int, Captured]:
-    """Run ONE set of ``n`` chains to chain index ``max(indices)`` (``K`` cooling steps, then
-    steps at ``T = 1``); keep at ``indices`` (0 = the prior draw) the mean of the step that
-    produced each state (``report="samples"``) or the states themselves (``"states"``)."""
-    temps = model.active_temperatures
-    extra = max(indices) - len(temps)
-    chain = anneal_progressive(model.operator, model.prior, temps, n, extra_steps=extra,
-                               generator=generator)
-    captured, previous = {}, None
-    for item in tqdm(chain, total=len(temps) + extra + 1, disable=not progress, desc="chain"):
-        shown = item.mean if report == "samples" and item.mean is not None else item.state
-        state = model.visible(shown)  # data space (the rate network's v units)
-        if item.index in indices:
-            move = mean_distance(state, previous) if previous is not None else math.nan
-            captured[item.index] = Captured(item.index, state.cpu(), move)
-        previous = state
-    return captured
 
 
 def _nonfinite_fraction(x: torch.Tensor) -> float:
     return float((~torch.isfinite(x).flatten(1).all(1)).double().mean())
 
 
-def _snapshot_entries(name: str, captured: dict[int, Captured], k: int,
-                      data: DataSplits) -> list[dict[str, Any]]:
-    """Toy metrics and mixing of the chain state at each ``E`` of ``SNAPSHOTS``."""
+def _snapshot_entries(name: str, run: ChainRun, data: DataSplits) -> list[dict[str, Any]]:
+    """Toy metrics and mixing (in data space, of what is reported) at each ``E`` of
+    ``SNAPSHOTS``; the run holds the state one step before each (the last step's move)."""
     entries: list[dict[str, Any]] = []
-    previous: Captured | None = None
+    previous: int | None = None
     for multiple, label in SNAPSHOTS:
-        cap = captured[k + multiple * k]
-        moved = mean_distance(cap.state, previous.state) if previous is not None else None
+        e = multiple * run.k
+        shown = run.at(e).shown
+        moved = mean_distance(shown, run.at(previous).shown) if previous is not None else None
+        last = mean_distance(shown, run.at(e - 1).shown) if e > -run.k else math.nan
         entries.append({
-            "label": label, "E": multiple * k, "chain_steps": cap.index,
-            "metrics": toy_metrics(name, cap.state, data.train, data.heldout),
-            "nonfinite_fraction": _nonfinite_fraction(cap.state),
-            "mixing": {"previous_E": None if previous is None else previous.index - k,
-                       "mean_move_from_previous": moved, "mean_last_step_move": cap.last_step_move},
+            "label": label, "E": e, "chain_steps": run.k + e,
+            "metrics": toy_metrics(name, shown, data.train, data.heldout),
+            "nonfinite_fraction": _nonfinite_fraction(shown),
+            "mixing": {"previous_E": previous, "mean_move_from_previous": moved,
+                       "mean_last_step_move": last},
         })
-        previous = cap
+        previous = e
     return entries
 
 
-def _chain_curve(name: str, captured: dict[int, Captured], k: int, data: DataSplits) -> dict:
+def _chain_curve(name: str, run: ChainRun, data: DataSplits) -> dict:
     """The chain metric against ``E``: mode statistics for mixtures, else the nearest-distance ratio."""
-    es = [m * k for m in CURVE_MULTIPLES]
-    states = [captured[k + e].state for e in es]
+    es = [m * run.k for m in CURVE_MULTIPLES]
+    states = [run.at(e).shown for e in es]
     modes = toy_modes(name)
     if modes is None:
         ratios = [nearest_distance_ratio(s, data.train, data.heldout).ratio for s in states]
@@ -167,7 +100,7 @@ def _caption(p: dict[str, Any]) -> str:
     return textwrap.fill(text, width=64)
 
 
-def _chain_figures(data: DataSplits, captured: dict[int, Captured],
+def _chain_figures(data: DataSplits, run: ChainRun,
                    curve: dict, fig_dir: Path, base: dict[str, Any]) -> dict[str, dict]:
     """samples.png, samples_E10K.png, cooling.png and chain.png from the captured chain states."""
     k, n, figures = base["K"], base["num_samples"], {}
@@ -175,12 +108,12 @@ def _chain_figures(data: DataSplits, captured: dict[int, Captured],
     for multiple, name in ((0, "samples"), (10, "samples_E10K")):
         p = {**base, "split": "train (left)", "E": multiple * k}
         plot_snapshots([(f"data (train, {len(train)})", train),
-                        (f"samples (E={multiple * k})", captured[k + multiple * k].state)],
+                        (f"samples (E={multiple * k})", run.at(multiple * k).shown)],
                        fig_dir / f"{name}.png", title=_caption(p))
         figures[name] = p
     ts = _fractions(k)
-    panels = [(f"t={t}" + (" (prior)" if t == k else ""), captured[k - t].state) for t in reversed(ts)]
-    panels.append((f"E={10 * k}", captured[11 * k].state))
+    panels = [(f"t={t}" + (" (prior)" if t == k else ""), run.at(-t).shown) for t in reversed(ts)]
+    panels.append((f"E={10 * k}", run.at(10 * k).shown))
     p = {**base, "t": list(reversed(ts)), "E": [0, 10 * k]}
     plot_snapshots(panels, fig_dir / "cooling.png", title="cooling: " + _caption(p))
     figures["cooling"] = p
@@ -246,37 +179,24 @@ def _drift_figure(model: Walkback, data: DataSplits, fig_dir: Path, base: dict[s
             "rotational_magnitude": rotational_magnitude(field)}
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl (empty when absent; stops at a cut line)."""
-    records: list[dict] = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return records
-
-
 def _header(run_dir: Path, data: DataSplits, data_seed: int, device: torch.device,
-            command: str | None) -> dict[str, Any]:
+            command: str) -> dict[str, Any]:
     """Where the evaluation ran and on what: run, command, machine, weights, data."""
     records = read_metrics(run_dir / "metrics.jsonl")
     return {
-        "run_dir": str(run_dir), "command": command or " ".join(sys.argv),
-        "machine": machine(device), "model_sha256": parts.sha256_of(run_dir / "model" / MODEL_FILE),
+        "run_dir": str(run_dir), "command": command,
+        "machine": machine(device), "model_sha256": sha256_file(run_dir / "model" / MODEL_FILE),
         "train_step": records[-1].get("step") if records else None,
         "data": {"name": data.name, "num_train": len(data.train),
                  "num_heldout": len(data.heldout), "data_seed": data_seed},
     }
 
 
-def _chain_section(data: DataSplits, captured: dict[int, Captured], base: dict) -> dict:
-    k = base["K"]
+def _chain_section(data: DataSplits, run: ChainRun, base: dict) -> dict:
     protocol = {**base, "split": "train (nearest distance), heldout (MMD)",
-                "E": [mult * k for mult, _ in SNAPSHOTS]}
-    return {"protocol": protocol, "snapshots": _snapshot_entries(data.name, captured, k, data),
-            "curve": _chain_curve(data.name, captured, k, data)}
+                "E": [mult * run.k for mult, _ in SNAPSHOTS]}
+    return {"protocol": protocol, "snapshots": _snapshot_entries(data.name, run, data),
+            "curve": _chain_curve(data.name, run, data)}
 
 
 def _bound_section(model: Walkback, name: str, x: torch.Tensor, num_paths: int, seed: int) -> dict:
@@ -293,50 +213,49 @@ def _bound_section(model: Walkback, name: str, x: torch.Tensor, num_paths: int, 
 
 
 @torch.no_grad()
-def evaluate_run(run_dir: str | Path, *, num_samples: int | None = None, seed: int = 0,
-                 num_paths: int | None = None, device: str = "cpu", progress: bool = True,
-                 command: str | None = None, report: str = "samples") -> dict:
-    """Evaluate the run in ``run_dir``; writes ``eval.json`` and ``figures/``, returns the dict.
+def evaluate_toy_run(run_dir: str | Path, options) -> dict:
+    """Evaluate the toy run in ``run_dir`` (``options``: ``evaluation.EvalOptions``, whose
+    ``metrics`` is a subset of ``options.TOY_METRICS``); writes ``eval.json`` and ``figures/``, returns
+    the dict.
 
-    The chains are what ``model.sample`` runs (from the saved start prior, if any); ``report``:
-    score their ``samples`` (the last steps' means) or ``states``. Seeds: chains ``seed``, bound
-    ``seed + 1`` (M = 1) and ``seed + 2`` (M = num_paths), heating figure ``seed + 3``.
-    ``command`` is recorded (default: ``sys.argv``).
+    The chains are what ``model.sample`` runs (from the saved start prior, if any), on one
+    generator seeded ``seed``; ``options.report``: score their ``samples`` (the last steps'
+    means) or ``states``. Seeds: bound ``seed + 1`` (M = 1) and ``seed + 2`` (M = num_paths),
+    heating figure ``seed + 3``. The heating, drift and loss figures are always drawn.
     """
-    if report not in ("samples", "states"):
-        raise ValueError(f"report must be 'samples' or 'states', got {report!r}")
-    run_dir = Path(run_dir)
+    run_dir, metrics = Path(run_dir), list(options.metrics)
+    device = "cpu" if options.device == "auto" else str(resolve_device(options.device,
+                                                                       setting="--device"))
     model = load_run_model(run_dir, device=device).eval()
     config = load_run_config(run_dir)
     data = load_data(config)
-    if data.name not in TOY_DATASETS:
-        raise CheckpointError(f"{run_dir}: evaluation is implemented for 2-D toy data only")
-    n = num_samples if num_samples is not None else config.sample.num_samples
-    m = num_paths if num_paths is not None else config.sample.num_paths
+    n = options.num_samples if options.num_samples is not None else config.sample.num_samples
+    m = options.num_paths if options.num_paths is not None else config.sample.num_paths
     if n < 2 or m < 1:
         raise ValueError(f"need num_samples >= 2 and num_paths >= 1, got {n} and {m}")
     sampler = model.start_at(model.start_step)  # the saved part-way start, or the model itself
-    k, dev = len(sampler.active_temperatures), torch.device(device)
+    k, dev, seed = len(sampler.active_temperatures), torch.device(device), options.seed
     base = {"data": data.name, "num_samples": n, "K": k, "seed": seed,
-            "reported": REPORTED if report == "samples" else REPORTED_STATES}
-
-    # one set of chains from the same start: E = 0, K, 10K, the curve's E and cooling snapshots
-    wanted = {k + mult * k for mult in CURVE_MULTIPLES} | {k - t for t in _fractions(k)}
-    captured = _run_chain(sampler, n, wanted, generator=torch.Generator(dev).manual_seed(seed),
-                          progress=progress, report=report)
-    chain = _chain_section(data, captured, base)
+            "reported": REPORTED if options.report == "samples" else REPORTED_STATES}
+    result: dict[str, Any] = {**_header(run_dir, data, config.seed, dev, options.command),
+                              "K": k, "seed": seed, "metrics": metrics}
+    fig_dir, figures = run_dir / "figures", {}
+    if "chain" in metrics:
+        # one set of chains: E = 0, K, 10K (and one step before each), the curve, cooling
+        es = ({mult * k for mult in CURVE_MULTIPLES} | {-t for t in _fractions(k)}
+              | {mult * k - 1 for mult, _ in SNAPSHOTS})
+        run = run_chains(sampler, n, sorted(es), generator=torch.Generator(dev).manual_seed(seed),
+                         batch_size=n, progress=options.progress, report=options.report,
+                         keep=None, images=False)
+        result["chain"] = _chain_section(data, run, base)
+        figures.update(_chain_figures(data, run, result["chain"]["curve"], fig_dir, base))
     x = data.heldout[:MAX_BOUND_POINTS].to(dev)
-    bound = _bound_section(model.bound_model(), data.name, x, m, seed + 1)
-
-    fig_dir = run_dir / "figures"
-    figures = _chain_figures(data, captured, chain["curve"], fig_dir, base)
+    if "bound" in metrics:
+        result["bound"] = _bound_section(model.bound_model(), data.name, x, m, seed + 1)
     figures.update(_model_figures(model, data, run_dir, fig_dir, base, x, seed + 3))
-    result = jsonable({
-        **_header(run_dir, data, config.seed, dev, command), "K": k, "seed": seed,
-        "chain": chain, "bound": bound,
-        "figures": {name: ({"path": None, **p} if "skipped" in p else
-                           {"path": f"figures/{name}.png", "protocol": p})
-                    for name, p in figures.items()},
-    })
+    result["figures"] = {name: ({"path": None, **p} if "skipped" in p else
+                                {"path": f"figures/{name}.png", "protocol": p})
+                         for name, p in figures.items()}
+    result = jsonable(result)
     atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2, allow_nan=False))
     return result
