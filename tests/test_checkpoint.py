@@ -164,7 +164,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path: Path) ->
 
 
 def _tiny_config() -> Config:
-    return apply_overrides(Config(), ["model.hidden=16", "model.depth=2", "schedule.num_steps=5"])
+    return apply_overrides(Config(), ["mlp.hidden=16", "mlp.depth=2", "schedule.num_steps=5"])
 
 
 def test_save_pretrained_and_load_give_identical_samples(tmp_path: Path) -> None:
@@ -184,6 +184,34 @@ def test_save_pretrained_and_load_give_identical_samples(tmp_path: Path) -> None
     a = model.sample(50, extra_steps=2, generator=torch.Generator().manual_seed(9))
     b = loaded.sample(50, extra_steps=2, generator=torch.Generator().manual_seed(9))
     assert torch.equal(a.samples, b.samples) and torch.equal(a.states, b.states)
+
+
+def test_a_model_folder_of_the_old_config_layout_loads_the_same_network(tmp_path: Path) -> None:
+    """A rate network saved when its keys were in ``model`` (its leak as ``model.alpha``): the
+    folder loads to the same config, weights, operator outputs and samples."""
+    from conftest import old_layout
+    from walkback.presets import get_preset
+
+    config = apply_overrides(get_preset("mog-rate"), ["rate.hidden_units=6", "rate.leak=0.3",
+                                                      "rate.gain=1.2", "schedule.num_steps=5"])
+    torch.manual_seed(0)
+    model = build_model(config)
+    with torch.no_grad():
+        model.operator.backbone.W.normal_(0, 0.4)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(old_layout(saved), indent=2))
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["alpha"] == 0.3
+    loaded = walkback.load(tmp_path)
+    assert loaded.config == config and loaded.operator.alpha == model.operator.alpha
+    assert loaded.hidden_dim == 6 and loaded.relax_steps == model.relax_steps
+    _assert_equal(loaded.state_dict(), model.state_dict())
+    s = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    a, b = model.operator(s, 3.0), loaded.operator(s, 3.0)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.var, b.var)
+    x = model.sample(20, generator=torch.Generator().manual_seed(2))
+    y = loaded.sample(20, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(x.samples, y.samples)
 
 
 def test_load_refuses_a_truncated_model_file_naming_it(tmp_path: Path) -> None:
@@ -228,7 +256,7 @@ def test_split_model_round_trips(tmp_path: Path) -> None:
     from walkback.config import Config, apply_overrides
     from walkback.model import load
 
-    model = build_model(apply_overrides(Config(), ["model.hidden=64"]))
+    model = build_model(apply_overrides(Config(), ["mlp.hidden=64"]))
     model.save_pretrained(tmp_path / "whole")
     model.save_pretrained(tmp_path / "split", max_file_bytes=20_000)
     assert not (tmp_path / "split" / MODEL_FILE).exists()

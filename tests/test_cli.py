@@ -13,7 +13,7 @@ from walkback.config import config_from_dict, config_to_dict
 from walkback.presets import get_preset
 
 TINY = [
-    "train.steps=3", "model.hidden=16", "data.num_train=2000", "data.num_heldout=400",
+    "train.steps=3", "mlp.hidden=16", "data.num_train=2000", "data.num_heldout=400",
     "schedule.num_steps=5", "sample.num_samples=200", "sample.num_paths=3",
     "train.log_every=1", "train.device=cpu",
 ]
@@ -50,7 +50,7 @@ def test_train_writes_run_folder(run_dir: Path) -> None:
     for name in ("config.json", "metrics.jsonl", "model/model.safetensors", "model/config.json"):
         assert (run_dir / name).is_file(), name
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["train"]["steps"] == 3 and saved["model"]["hidden"] == 16
+    assert saved["train"]["steps"] == 3 and saved["mlp"]["hidden"] == 16
 
 
 def test_sample_writes_npz_and_png(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

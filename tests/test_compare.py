@@ -18,7 +18,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("compare")
     code = main(["compare", "--presets", "mog,mog-diffusion", "--minutes", "0.05", "--save-at",
                  "0.02", "--out-dir", str(out), "--device", "cpu", "--num-samples", "300",
-                 "--set", "model.hidden=32", "--no-progress"])
+                 "--set", "mlp.hidden=32", "--no-progress"])
     assert code == 0
     return out
 
@@ -81,7 +81,7 @@ def test_a_stopped_comparison_continues_from_the_kept_arms(compared: Path, tmp_p
     monkeypatch.setattr(compare_module, "_arm_result", refuse)
     assert main(["compare", "--presets", "mog,mog-diffusion", "--minutes", "0.05", "--save-at",
                  "0.02", "--out-dir", str(out), "--device", "cpu", "--num-samples", "300",
-                 "--set", "model.hidden=32", "--no-progress", "--overwrite"]) == 0
+                 "--set", "mlp.hidden=32", "--no-progress", "--overwrite"]) == 0
     again = json.loads((out / "compare.json").read_text())
     assert [a["run_dir"] for a in again["arms"]] == [str(out / "mog" / "seed0"),
                                                      str(out / "mog-diffusion" / "seed0")]

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+import torch
+from conftest import OLD_MODEL_KEYS, old_layout
 
-from walkback.config import Config, apply_overrides, config_from_dict, config_to_dict, config_to_json
+from walkback.config import (
+    Config, ModelConfig, RateConfig, apply_overrides, config_from_dict, config_from_saved,
+    config_to_dict, config_to_json,
+)
 from walkback.errors import ConfigError
+from walkback.model import build_model
 from walkback.presets import PRESETS, get_preset
 
 
@@ -166,9 +173,105 @@ def test_every_numeric_key_is_refused_beyond_its_bounds_and_accepted_at_included
 @pytest.mark.parametrize("item", ["train.ema=2", "train.ema=-1", "train.grad_clip=-1",
                                   "train.prior_momentum=5", "schedule.max_variance=-1",
                                   "train.keep_checkpoints=0", "train.keep_checkpoints=-3",
-                                  "model.dropout=2", "train.time_limit_s=-1", "model.init_var=-1",
+                                  "unet.dropout=2", "train.time_limit_s=-1", "model.init_var=-1",
                                   "model.min_var=-1", "schedule.t0=inf", "train.lr=-1"])
 def test_out_of_range_values_name_the_key_value_and_range(item: str) -> None:
     key, value = item.split("=")
     with pytest.raises(ConfigError, match=rf"config key {key}: must be in [\[(].*got {value}"):
         apply_overrides(get_preset("mog"), [item])
+
+
+# ---------------------------------------------------------------- the backbones' own sections
+
+
+def test_an_old_model_key_is_refused_in_one_line_naming_its_new_place() -> None:
+    with pytest.raises(ConfigError) as caught:
+        apply_overrides(Config(), ["model.hidden=64"])
+    assert str(caught.value) == "config key model.hidden: moved to mlp.hidden"
+    with pytest.raises(ConfigError, match=r"^config key model\.rate_gain: moved to rate\.gain$"):
+        config_from_dict({"model": {"rate_gain": 1.5}})  # a config file, as --set
+
+
+@pytest.mark.parametrize("old", sorted(OLD_MODEL_KEYS.values()))
+def test_every_moved_key_names_the_key_it_became(old: str) -> None:
+    new = next(k for k, v in OLD_MODEL_KEYS.items() if v == old)
+    with pytest.raises(ConfigError, match=rf"^config key model\.{old}: moved to {re.escape(new)}$"):
+        apply_overrides(get_preset("mog-rate"), [f"model.{old}=1"])
+    section, leaf = new.split(".")
+    assert hasattr(getattr(Config(), section), leaf)
+
+
+def test_the_rate_networks_leak_is_rate_leak_not_model_alpha() -> None:
+    config = apply_overrides(get_preset("mog-rate"), ["rate.leak=0.3"])
+    model = build_model(config)
+    assert model.operator.alpha == pytest.approx(0.7) and model.operator.backbone.leak == 0.3
+    with pytest.raises(ConfigError, match=r"^config key model\.alpha: not used by "
+                                          r"model\.backbone=rate.*rate\.leak$"):
+        apply_overrides(get_preset("mog-rate"), ["model.alpha=0.3"])
+    with pytest.raises(ConfigError, match=r"config key rate\.leak: must be in \(0, 1\)"):
+        apply_overrides(get_preset("mog-rate"), ["rate.leak=1"])
+    # the neural backbones' mixing weight is model.alpha, whatever rate.leak says
+    mlp = apply_overrides(get_preset("mog"), ["model.alpha=0.3", "rate.leak=0.9"])
+    assert build_model(mlp).operator.alpha == 0.3
+
+
+# The parameter count of every preset's network, as it was when the backbones' keys were in
+# ``model`` (and since): a preset whose network changes shows here.
+PRESET_PARAMETERS = {
+    "celeba32": 6611334, "celeba32-diffusion": 6611334, "celeba32-fixed": 6611334,
+    "celeba64": 9255686, "checkerboard": 33924, "cifar10": 6611334, "cifar10-diffusion": 6611334,
+    "cifar10-fixed": 6611334, "cifar10-paper": 32485894, "circle": 33924, "mnist": 6607874,
+    "mnist-diffusion": 6607874, "mnist-fixed": 6607874, "mnist-paper": 5707568,
+    "mnist-rate": 1083680, "mnist-rate-sym": 1083680, "mog": 33924, "mog-diffusion": 46596,
+    "mog-fixed": 46596, "mog-rate": 4488, "mog-rate-sym": 4488, "ring8": 33924, "spiral": 33924,
+    "spiral-diffusion": 46596, "spiral-fixed": 46596, "spiral-rate": 4488, "svhn": 6611334,
+}
+
+
+def _seeded_network(config: Config) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The state dict of ``build_model(config)`` under seed 0 and its operator's mean and
+    variance at T = 2 for three fixed states."""
+    torch.manual_seed(0)
+    model = build_model(config)
+    s = torch.randn(3, *model.operator.data_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        step = model.operator(s, 2.0)
+    return model.state_dict(), step.mean, step.var
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_saved_config_of_the_old_layout_builds_the_same_network(name: str) -> None:
+    """config_from_saved moves the backbones' keys out of ``model`` (a rate network's
+    ``model.alpha`` to ``rate.leak``): the preset's config and network come back, parameter for
+    parameter and output for output."""
+    config = get_preset(name)
+    if config.model.backbone == "rate":
+        config = apply_overrides(config, ["rate.leak=0.3"])  # a leak that is not the default
+    old = json.loads(json.dumps(old_layout(config_to_dict(config))))
+    assert not {"mlp", "unet", "rate"} & set(old)
+    migrated = config_from_saved(old)
+    assert migrated == config
+    (state, mean, var), (state_old, mean_old, var_old) = _seeded_network(config), _seeded_network(migrated)
+    assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in state_old.items()}
+    assert all(torch.equal(state[k], state_old[k]) for k in state)
+    assert torch.equal(mean, mean_old) and torch.equal(var, var_old)
+    assert sum(v.numel() for v in build_model(config).parameters()) == PRESET_PARAMETERS[name]
+
+
+def test_an_old_rate_run_gets_its_leak_and_the_default_alpha() -> None:
+    """The model section of a mog-rate run written before the backbone sections (leak 0.3)."""
+    model = {"alpha": 0.3, "backbone": "rate", "channel_mults": "1,2,2", "channels": 64,
+             "cond_dim": 32, "depth": 3, "dropout": 0.0, "form": "2017", "hidden": 128,
+             "hidden_min_var": 0.01, "hidden_units": 64, "init_var": 0.001, "inner_steps": 2,
+             "input_scale": 4.0, "mean_scale": "none", "min_var": 1e-06, "noise_scale": "auto",
+             "num_res_blocks": 2, "rate_gain": 1.5, "relax_steps": 10, "symmetric": False}
+    config = config_from_saved({"preset": "mog-rate", "model": model,
+                                "train": {"max_file_mb": 0.0, "steps": 3000}})
+    assert config.rate == RateConfig(leak=0.3, hidden_units=64, symmetric=False, relax_steps=10,
+                                     gain=1.5, inner_steps=2, input_scale=4.0, hidden_min_var=0.01)
+    assert config.model.alpha == ModelConfig.alpha and config.model.init_var == 0.001
+    assert config.mlp.hidden == 128 and config.unet.channels == 64 and config.train.steps == 3000
+    assert build_model(config).operator.alpha == pytest.approx(0.7)
+    # a non-rate run keeps its model.alpha
+    mlp = config_from_saved({"model": {"backbone": "mlp", "alpha": 0.3, "hidden": 16}})
+    assert mlp.model.alpha == 0.3 and mlp.rate.leak == RateConfig.leak and mlp.mlp.hidden == 16

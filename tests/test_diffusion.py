@@ -162,7 +162,7 @@ def test_ddpm_model_wires_the_pieces_from_the_config() -> None:
 
 @pytest.mark.parametrize(("sets", "needle"), [
     (["method=ddpm", "model.form=2017"], "model.form"),
-    (["method=ddpm", "model.form=conditioned", "model.backbone=rate", "model.hidden_units=4"],
+    (["method=ddpm", "model.form=conditioned", "model.backbone=rate", "rate.hidden_units=4"],
      "model.backbone"),
     (["method=ddpm", "model.form=conditioned", "train.heating=fixed"], "train.heating"),
     (["method=ddpm", "model.form=conditioned", "diffusion.levels=10"], "schedule.num_steps"),

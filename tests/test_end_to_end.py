@@ -45,8 +45,8 @@ def test_mog_rate_network_meets_the_targets_at_the_end_of_annealing_and_after_10
     tmp_path: Path,
 ) -> None:
     """1,000 of the preset's 3,000 minibatches, the MLP preset's targets. Before
-    ``model.input_scale`` every run ended on the 4 corner modes; before
-    ``model.hidden_min_var`` and f = 1.4 the centre mode took 0.25-0.34."""
+    ``rate.input_scale`` every run ended on the 4 corner modes; before
+    ``rate.hidden_min_var`` and f = 1.4 the centre mode took 0.25-0.34."""
     for extra, stats in _trained_mog_mode_statistics("mog-rate", ["train.steps=1000"],
                                                      tmp_path / "run", 5000):
         assert stats.modes_covered == 9, (extra, stats)

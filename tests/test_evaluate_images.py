@@ -71,7 +71,7 @@ def mnist_root(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def run_dir(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = apply_overrides(get_preset("mnist"), [
-        "model.backbone=mlp", "model.hidden=16", "model.depth=1", "schedule.num_steps=3",
+        "model.backbone=mlp", "mlp.hidden=16", "mlp.depth=1", "schedule.num_steps=3",
         "train.steps=2", "train.batch_size=16", "train.amp=none", "train.device=cpu",
         "train.log_every=1", f"data.root={mnist_root}", f"sample.num_samples={N_SAMPLES}",
         "sample.batch_size=8", "sample.num_paths=2"])
@@ -389,7 +389,7 @@ def test_baseline_image_runs_train_and_evaluate_in_the_same_loop(
     samples, chains and bound (the DDPM's on all of its levels), the same files hold them."""
     levels = ["diffusion.levels=20"] if preset == "mnist-diffusion" else []
     config = apply_overrides(get_preset(preset), [
-        "model.channels=8", "model.channel_mults=1", "model.num_res_blocks=1",
+        "unet.channels=8", "unet.channel_mults=1", "unet.num_res_blocks=1",
         "schedule.num_steps=4", "train.steps=2", "train.batch_size=8", "train.amp=none",
         "train.device=cpu", "train.log_every=1", f"data.root={mnist_root}",
         f"sample.num_samples={N_SAMPLES}", "sample.batch_size=8", "train.max_file_mb=0", *levels])
@@ -417,7 +417,7 @@ def test_sampling_needs_no_data_once_the_start_prior_is_saved(
     data = tmp_path / "data"
     shutil.copytree(mnist_root, data)
     config = apply_overrides(get_preset("mnist"), [
-        "model.backbone=mlp", "model.hidden=16", "model.depth=1", "schedule.num_steps=3",
+        "model.backbone=mlp", "mlp.hidden=16", "mlp.depth=1", "schedule.num_steps=3",
         "train.steps=2", "train.batch_size=16", "train.amp=none", "train.device=cpu",
         f"data.root={data}", "sample.start_step=2", "sample.batch_size=8"])
     run = tmp_path / "run"
@@ -439,7 +439,7 @@ def test_compare_on_images_scores_fid_kid_bound_and_chains_of_every_arm(
         mnist_root: Path, tmp_path: Path, capsys, stand_in_inception) -> None:
     """The image path of ``walkback compare`` (tiny U-Nets, the stand-in feature network): FID,
     KID, bits/dim and FID at E = 0 / K / 10K for each arm, FID of every saved model."""
-    tiny = ["model.channels=8", "model.channel_mults=1", "model.num_res_blocks=1",
+    tiny = ["unet.channels=8", "unet.channel_mults=1", "unet.num_res_blocks=1",
             "schedule.num_steps=3", "train.batch_size=8", "train.amp=none", "train.log_every=1",
             "train.checkpoint_every=1000", f"data.root={mnist_root}", "sample.batch_size=8",
             "diffusion.levels=12", "train.max_file_mb=0"]

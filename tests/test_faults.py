@@ -18,7 +18,7 @@ from walkback.config import apply_overrides, Config
 from walkback.errors import CheckpointError
 from walkback.train import holds_run, train
 
-TINY = ["model.hidden=16", "model.depth=2", "train.steps=24", "data.num_train=1000",
+TINY = ["mlp.hidden=16", "mlp.depth=2", "train.steps=24", "data.num_train=1000",
         "data.num_heldout=100", "schedule.num_steps=4", "train.batch_size=100",
         "train.log_every=4", "train.checkpoint_every=4", "train.device=cpu",
         "train.keep_checkpoints=2"]

@@ -16,7 +16,7 @@ from walkback.train import train
 from walkback.transition import TransitionOperator, log_temperature_embedding
 
 TINY = [
-    "model.hidden_units=8", "model.relax_steps=3", "train.steps=20", "data.num_train=2000",
+    "rate.hidden_units=8", "rate.relax_steps=3", "train.steps=20", "data.num_train=2000",
     "data.num_heldout=200", "schedule.num_steps=5", "train.batch_size=200", "train.log_every=5",
     "train.checkpoint_every=10", "train.device=cpu",
 ]
@@ -39,15 +39,15 @@ def test_mean_is_leaky_rate_dynamics() -> None:
 
 
 def test_gain_scales_the_rates() -> None:
-    """``model.rate_gain = c``: ``mean = (1 - a) s + a c tanh(W s + b)``, from the config down."""
-    config = apply_overrides(get_preset("mog-rate"), ["model.rate_gain=2", "model.inner_steps=0"])
+    """``rate.gain = c``: ``mean = (1 - a) s + a c tanh(W s + b)``, from the config down."""
+    config = apply_overrides(get_preset("mog-rate"), ["rate.gain=2", "rate.inner_steps=0"])
     model = build_model(config)
     backbone = model.operator.backbone
     s = torch.randn(6, backbone.num_units)
     expected = 0.5 * s + 0.5 * 2 * torch.tanh(s @ backbone.weight.T + backbone.b)
     torch.testing.assert_close(model.operator(s, 1.0).mean, expected, rtol=1e-6, atol=1e-6)
-    with pytest.raises(Exception, match="model.rate_gain"):
-        apply_overrides(get_preset("mog-rate"), ["model.rate_gain=0"])
+    with pytest.raises(Exception, match="rate.gain"):
+        apply_overrides(get_preset("mog-rate"), ["rate.gain=0"])
 
 
 def test_temperature_modulation_is_an_input_current_and_a_variance_offset() -> None:
@@ -55,8 +55,8 @@ def test_temperature_modulation_is_an_input_current_and_a_variance_offset() -> N
     ``T (softplus(g + V e) + min_var)`` with ``e`` the embedding of ``log T``; at initialisation
     (U = V = 0) it is the T-blind network at every T."""
     torch.manual_seed(2)
-    config = apply_overrides(get_preset("mog-rate"), ["model.form=conditioned", "model.rate_gain=1",
-                                                        "model.inner_steps=0", "model.hidden_min_var=0"])
+    config = apply_overrides(get_preset("mog-rate"), ["model.form=conditioned", "rate.gain=1",
+                                                        "rate.inner_steps=0", "rate.hidden_min_var=0"])
     model = build_model(config)
     op, backbone = model.operator, model.operator.backbone
     s = torch.randn(9, backbone.num_units)
@@ -78,11 +78,11 @@ def test_temperature_modulation_is_an_input_current_and_a_variance_offset() -> N
 
 
 def test_fast_hidden_units_relax_inside_each_transition() -> None:
-    """``model.inner_steps = 2``: h runs two leaky sub-steps with v held, then the usual step
+    """``rate.inner_steps = 2``: h runs two leaky sub-steps with v held, then the usual step
     is taken from ``[v; h_2]``; the leak term of the mean still uses the incoming ``s``."""
     torch.manual_seed(3)
-    config = apply_overrides(get_preset("mog-rate"), ["model.inner_steps=2", "model.hidden_units=5",
-                                                        "model.rate_gain=1"])
+    config = apply_overrides(get_preset("mog-rate"), ["rate.inner_steps=2", "rate.hidden_units=5",
+                                                        "rate.gain=1"])
     model = build_model(config)
     op, backbone = model.operator, model.operator.backbone
     with torch.no_grad():
@@ -94,8 +94,8 @@ def test_fast_hidden_units_relax_inside_each_transition() -> None:
         h = 0.5 * h + 0.5 * torch.tanh(torch.cat([v, h], 1) @ w.T + b)[:, 2:]
     expected = 0.5 * s + 0.5 * torch.tanh(torch.cat([v, h], 1) @ w.T + b)
     torch.testing.assert_close(op(s, 3.0).mean, expected, rtol=1e-6, atol=1e-6)
-    with pytest.raises(Exception, match="model.inner_steps"):
-        apply_overrides(get_preset("mog-rate"), ["model.inner_steps=-1"])
+    with pytest.raises(Exception, match="rate.inner_steps"):
+        apply_overrides(get_preset("mog-rate"), ["rate.inner_steps=-1"])
 
 
 def test_symmetric_weight() -> None:
@@ -134,15 +134,15 @@ def test_input_scale_initialises_the_hidden_units_input_layer() -> None:
     assert hidden_slope(small) > 0.95 and hidden_slope(wide) < 0.6
 
 
-@pytest.mark.parametrize("key", ["model.input_scale", "model.hidden_min_var"])
+@pytest.mark.parametrize("key", ["rate.input_scale", "rate.hidden_min_var"])
 def test_rate_scales_must_be_non_negative(key: str) -> None:
     with pytest.raises(Exception, match=key):
         apply_overrides(get_preset("mog-rate"), [f"{key}=-1"])
 
 
 def test_hidden_min_var_floors_only_the_hidden_units_noise(tmp_path) -> None:
-    config = apply_overrides(get_preset("mog-rate"), ["model.hidden_units=3", "model.min_var=1e-6",
-                                                      "model.hidden_min_var=0.02"])
+    config = apply_overrides(get_preset("mog-rate"), ["rate.hidden_units=3", "model.min_var=1e-6",
+                                                      "rate.hidden_min_var=0.02"])
     model = build_model(config)
     g = model.operator.backbone.g.detach()
     s, t = torch.randn(4, 5), 3.0
@@ -157,17 +157,17 @@ def test_hidden_min_var_floors_only_the_hidden_units_noise(tmp_path) -> None:
     assert "operator.min_var" not in loaded.state_dict()
     torch.testing.assert_close(loaded.operator(s, t).var, step.var)
     # 0 (the default) keeps one number for every unit
-    plain = apply_overrides(get_preset("mog-rate"), ["model.hidden_min_var=0"])
+    plain = apply_overrides(get_preset("mog-rate"), ["rate.hidden_min_var=0"])
     assert build_model(plain).operator.min_var == plain.model.min_var
-    with pytest.raises(Exception, match="model.hidden_min_var: needs model.backbone=rate"):
-        apply_overrides(get_preset("mog"), ["model.hidden_min_var=0.01"])
+    with pytest.raises(Exception, match="rate.hidden_min_var: needs model.backbone=rate"):
+        apply_overrides(get_preset("mog"), ["rate.hidden_min_var=0.01"])
 
 
 def test_lift_clamps_visible_and_moves_hidden() -> None:
-    config = apply_overrides(get_preset("mog-rate"), ["model.hidden_units=8"])
+    config = apply_overrides(get_preset("mog-rate"), ["rate.hidden_units=8", "rate.leak=0.3"])
     model = build_model(config)
     assert model.operator.data_shape == (10,) and model.prior.data_shape == (10,)
-    assert model.operator.alpha == 1 - config.model.alpha
+    assert model.operator.alpha == 1 - config.rate.leak == 0.7 and model.operator.backbone.leak == 0.3
     x = torch.randn(32, 2)
     s = model.lift(x, generator=torch.Generator().manual_seed(0))
     assert s.shape == (32, 10)
@@ -214,8 +214,8 @@ def test_hidden_weight_weighs_the_hidden_terms_in_closed_form() -> None:
 
 @pytest.mark.parametrize(("preset", "extra"), [
     ("mog-rate", []), ("mog-rate-sym", []),
-    ("mog-rate", ["train.hidden_weight=0", "model.inner_steps=2", "model.init_var=0.001"]),
-    ("mog-rate", ["model.input_scale=0", "model.inner_steps=0"]), ("spiral-rate", []),
+    ("mog-rate", ["train.hidden_weight=0", "rate.inner_steps=2", "model.init_var=0.001"]),
+    ("mog-rate", ["rate.input_scale=0", "rate.inner_steps=0"]), ("spiral-rate", []),
 ])
 def test_tiny_rate_training_end_to_end(tmp_path, preset: str, extra: list[str]) -> None:
     config = apply_overrides(get_preset(preset), TINY + extra)
@@ -228,7 +228,7 @@ def test_tiny_rate_training_end_to_end(tmp_path, preset: str, extra: list[str]) 
     assert torch.isfinite(out.samples).all()
     w = model.operator.backbone.weight.detach()
     assert w.shape == (10, 10)
-    if config.model.symmetric:
+    if config.rate.symmetric:
         assert weight_asymmetry(w) == 0.0
     else:
         assert 0 < weight_asymmetry(w) < float("inf")

@@ -18,7 +18,7 @@ from walkback.config import apply_overrides
 from walkback.sampler import anneal_progressive
 from walkback.train import train
 
-SETS = ["train.steps=30", "train.device=cpu", "model.hidden=16", "model.depth=1",
+SETS = ["train.steps=30", "train.device=cpu", "mlp.hidden=16", "mlp.depth=1",
         "data.num_train=2000", "schedule.num_steps=6", "schedule.n1=1"]
 
 

@@ -16,7 +16,7 @@ from walkback.runs import holds_run
 from walkback.train import train
 
 TINY = [
-    "model.hidden=16", "model.depth=2", "train.steps=20", "data.num_train=2000",
+    "mlp.hidden=16", "mlp.depth=2", "train.steps=20", "data.num_train=2000",
     "data.num_heldout=200", "schedule.num_steps=5", "train.batch_size=200", "train.log_every=5",
     "train.checkpoint_every=5", "train.device=cpu", "train.keep_checkpoints=2",
 ]
@@ -252,8 +252,8 @@ def test_resume_with_no_intact_checkpoint_names_the_newest(tmp_path: Path) -> No
 def _refused_resume(run_dir: Path) -> bytes:
     train(_config("train.steps=10"), run_dir, progress=False)
     before = (run_dir / "config.json").read_bytes()
-    with pytest.raises(ConfigError, match=r"ckpt_00000010\.json.*'model' config differs.*\(model\.hidden\)"):
-        train(_config("train.steps=20", "model.hidden=32"), run_dir, resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"ckpt_00000010\.json.*'mlp' config differs.*\(mlp\.hidden\)"):
+        train(_config("train.steps=20", "mlp.hidden=32"), run_dir, resume=True, progress=False)
     return before
 
 
@@ -264,7 +264,7 @@ def test_resume_with_an_incompatible_model_config_is_refused(tmp_path: Path) -> 
 
 def test_resume_accepts_a_checkpoint_written_before_a_key_existed(tmp_path: Path) -> None:
     """A config key added since the checkpoint was written (here: its config lacks
-    model.rate_gain, at its default; written as checkpoints were before they carried their
+    rate.gain, at its default; written as checkpoints were before they carried their
     metadata inside the weights file) is no difference: the run resumes."""
     import hashlib
 
@@ -276,9 +276,34 @@ def test_resume_accepts_a_checkpoint_written_before_a_key_existed(tmp_path: Path
     payload = save_bytes(load_bytes(weights.read_bytes()))  # no metadata inside
     weights.write_bytes(payload)
     meta = json.loads(sidecar.read_text())
-    del meta["config"]["model"]["rate_gain"]
+    del meta["config"]["rate"]["gain"]
     meta["sha256"] = hashlib.sha256(payload).hexdigest()
     sidecar.write_text(json.dumps(meta))
+    resumed = train(_config("train.steps=15"), tmp_path, resume=True, progress=False)
+    assert resumed.step == 15
+
+
+def test_resume_accepts_a_checkpoint_of_the_old_config_layout(tmp_path: Path) -> None:
+    """A checkpoint whose config has the backbones' keys in ``model`` and ``train.max_file_mb``
+    (as written before the backbone sections) resumes; a changed key is still refused under its
+    new name."""
+    import hashlib
+
+    from conftest import old_layout
+    from safetensors.torch import load as load_bytes, save as save_bytes
+
+    train(_config("train.steps=10"), tmp_path, progress=False)
+    sidecar = latest_checkpoint(tmp_path / "checkpoints").with_suffix(".json")
+    weights = sidecar.with_suffix(".safetensors")
+    payload = save_bytes(load_bytes(weights.read_bytes()))  # no metadata inside
+    weights.write_bytes(payload)
+    meta = json.loads(sidecar.read_text())
+    meta["config"] = old_layout(meta["config"])
+    assert meta["config"]["model"]["hidden"] == 16 and "mlp" not in meta["config"]
+    meta["sha256"] = hashlib.sha256(payload).hexdigest()
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"'mlp' config differs from this run's \(mlp\.depth\)"):
+        train(_config("train.steps=15", "mlp.depth=3"), tmp_path, resume=True, progress=False)
     resumed = train(_config("train.steps=15"), tmp_path, resume=True, progress=False)
     assert resumed.step == 15
 

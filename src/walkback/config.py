@@ -18,6 +18,9 @@ from .errors import ConfigError
 __all__ = [
     "DataConfig",
     "ModelConfig",
+    "MLPConfig",
+    "UNetConfig",
+    "RateConfig",
     "ScheduleConfig",
     "TrainConfig",
     "SampleConfig",
@@ -47,16 +50,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """What every backbone shares: the operator around the backbone. Each backbone's own keys
+    are in its section (``mlp``, ``unet``, ``rate``); ``conv2017`` has none: its widths are the
+    2017 network's, and its per-step normalisation sets are ``schedule.num_steps``."""
+
     backbone: str = "mlp"  # "mlp" | "unet" | "conv2017" | "rate" (recurrent rate network)
     form: str = "conditioned"  # "2017": backbone blind to T; "conditioned": gets log T
-    hidden: int = 256  # mlp width
-    depth: int = 3  # mlp hidden layers
-    channels: int = 64  # unet base width
-    channel_mults: str = "1,2,2"  # unet width multipliers per resolution
-    num_res_blocks: int = 2  # unet
-    dropout: float = 0.0  # unet
-    alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F; for "rate": the leak a, i.e.
-    # mean = (1 - a) s + a phi(W s + b) (the operator is built with alpha = 1 - a)
+    alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F (not used by "rate": see rate.leak)
     min_var: float = 1e-6
     mean_scale: str = "none"  # "noise": mean = s + (1 - alpha) sqrt(T var) (F - s) (preconditioned)
     init_var: float = 0.01  # softplus(G) at initialisation (the operator starts as a random walk)
@@ -65,16 +65,41 @@ class ModelConfig:
     # (init_var and min_var are then fractions of beta_t); "auto": beta under train.heating=fixed,
     # else temperature
     cond_dim: int = 32
-    hidden_units: int = 0  # rate: hidden units H (the state is [v; h], D + H units)
-    symmetric: bool = False  # rate: constrain W = W^T (the detailed-balance comparison)
-    relax_steps: int = 10  # rate: N1 steps at T = 1 relaxing h (from 0) with v clamped to x
-    rate_gain: float = 1.0  # rate: phi = rate_gain * tanh (the rates' range)
-    inner_steps: int = 0  # rate: hidden sub-steps (v held) inside each transition: fast hidden units
-    input_scale: float = 0.0  # rate: > 0 draws the visible-to-hidden weights at input_scale / sqrt(D)
+
+
+@dataclass
+class MLPConfig:
+    """``model.backbone=mlp``."""
+
+    hidden: int = 256  # width
+    depth: int = 3  # hidden layers
+
+
+@dataclass
+class UNetConfig:
+    """``model.backbone=unet``."""
+
+    channels: int = 64  # base width
+    channel_mults: str = "1,2,2"  # width multipliers per resolution
+    num_res_blocks: int = 2
+    dropout: float = 0.0
+
+
+@dataclass
+class RateConfig:
+    """``model.backbone=rate``, the recurrent rate network (docs/method.md)."""
+
+    leak: float = 0.5  # a in mean = (1 - a) s + a phi(W s + b) (the operator's alpha is 1 - a)
+    hidden_units: int = 0  # H (the state is [v; h], D + H units)
+    symmetric: bool = False  # constrain W = W^T (the detailed-balance comparison)
+    relax_steps: int = 10  # N1 steps at T = 1 relaxing h (from 0) with v clamped to x
+    gain: float = 1.0  # phi = gain * tanh (the rates' range)
+    inner_steps: int = 0  # hidden sub-steps (v held) inside each transition: fast hidden units
+    input_scale: float = 0.0  # > 0 draws the visible-to-hidden weights at input_scale / sqrt(D)
     # and the hidden biases in (-input_scale, input_scale) (nonlinear hidden units from the start);
     # 0: every weight at 0.5 / sqrt(D + H) and zero biases (the first rate networks' initialisation)
-    hidden_min_var: float = 0.0  # rate: the hidden units' noise-variance floor (per T = 1 step) is
-    # max(min_var, hidden_min_var), so that heating also erases what the hidden units hold
+    hidden_min_var: float = 0.0  # the hidden units' noise-variance floor (per T = 1 step) is
+    # max(model.min_var, hidden_min_var), so that heating also erases what the hidden units hold
 
 
 @dataclass
@@ -149,6 +174,9 @@ class Config:
     method: str = "walkback"  # "walkback" (VW; train.heating=fixed: the NET-style arm) | "ddpm"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    rate: RateConfig = field(default_factory=RateConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
@@ -183,21 +211,22 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "data.num_train": AT_LEAST_1,
     "data.num_heldout": AT_LEAST_1,
     "data.resolution": AT_LEAST_0,
-    "model.hidden": AT_LEAST_1,
-    "model.depth": AT_LEAST_1,
-    "model.channels": AT_LEAST_1,
-    "model.num_res_blocks": AT_LEAST_1,
-    "model.dropout": FROM_0_BELOW_1,
     "model.alpha": (0, 1, False, False),
     "model.min_var": AT_LEAST_0,
     "model.init_var": ABOVE_0,
     "model.cond_dim": (2, INF, True, False),
-    "model.hidden_units": AT_LEAST_0,
-    "model.relax_steps": AT_LEAST_0,
-    "model.rate_gain": ABOVE_0,
-    "model.inner_steps": AT_LEAST_0,
-    "model.input_scale": AT_LEAST_0,
-    "model.hidden_min_var": AT_LEAST_0,
+    "mlp.hidden": AT_LEAST_1,
+    "mlp.depth": AT_LEAST_1,
+    "unet.channels": AT_LEAST_1,
+    "unet.num_res_blocks": AT_LEAST_1,
+    "unet.dropout": FROM_0_BELOW_1,
+    "rate.leak": (0, 1, False, False),
+    "rate.hidden_units": AT_LEAST_0,
+    "rate.relax_steps": AT_LEAST_0,
+    "rate.gain": ABOVE_0,
+    "rate.inner_steps": AT_LEAST_0,
+    "rate.input_scale": AT_LEAST_0,
+    "rate.hidden_min_var": AT_LEAST_0,
     "schedule.num_steps": AT_LEAST_1,
     "schedule.t0": ABOVE_0,
     "schedule.factor": AT_LEAST_1,
@@ -229,6 +258,21 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "diffusion.eta": (0, 1, True, True),
     "diffusion.clip": AT_LEAST_0,
 }
+
+
+# The keys that were in ``model`` before each backbone had its own section, and where they are
+# now. A config or ``--set`` that names one is refused with its new name; saved runs of that
+# layout are moved over by ``config_from_saved``.
+MOVED: dict[str, str] = {
+    "model.hidden": "mlp.hidden", "model.depth": "mlp.depth",
+    "model.channels": "unet.channels", "model.channel_mults": "unet.channel_mults",
+    "model.num_res_blocks": "unet.num_res_blocks", "model.dropout": "unet.dropout",
+    "model.hidden_units": "rate.hidden_units", "model.symmetric": "rate.symmetric",
+    "model.relax_steps": "rate.relax_steps", "model.rate_gain": "rate.gain",
+    "model.inner_steps": "rate.inner_steps", "model.input_scale": "rate.input_scale",
+    "model.hidden_min_var": "rate.hidden_min_var",
+}
+BACKBONE_SECTIONS = ("mlp", "unet", "rate")
 
 
 def interval(low: float, high: float, low_in: bool, high_in: bool) -> str:
@@ -273,6 +317,8 @@ def _field_types(obj: Any) -> dict[str, type]:
 
 
 def _set(config: Config, key: str, value: Any, parse: bool) -> None:
+    if key in MOVED:
+        raise ConfigError(f"config key {key}: moved to {MOVED[key]}")
     *parents, leaf = key.split(".")
     target: Any = config
     for part in parents:
@@ -315,14 +361,30 @@ def config_from_dict(tree: dict[str, Any], base: Config | None = None) -> Config
 
 
 def config_from_saved(tree: dict[str, Any]) -> Config:
-    """A config that a run saved (config.json, a checkpoint, a model folder). Files written before
-    ``model.noise_scale`` existed trained ``train.heating=fixed`` with T-scaled noise, which is
-    ``noise_scale=temperature`` now (the default ``auto`` means ``beta`` there)."""
+    """A config that a run saved (config.json, a checkpoint, a model folder), in today's layout:
+
+    - Files written before each backbone had its own section (no ``mlp``, ``unet`` or ``rate``
+      section) hold those keys in ``model``: they move to their section (``MOVED``; the rate
+      network's ``model.rate_gain`` is ``rate.gain``), and a rate network's ``model.alpha``,
+      which was its leak a, is ``rate.leak`` (its ``model.alpha`` takes the default, unused).
+    - Files written before ``model.noise_scale`` existed trained ``train.heating=fixed`` with
+      T-scaled noise, which is ``noise_scale=temperature`` now (the default ``auto`` means
+      ``beta`` there)."""
+    tree = dict(tree)
     model = tree.get("model", {})
+    if isinstance(model, dict) and not any(s in tree for s in BACKBONE_SECTIONS):
+        model = dict(model)
+        for old, new in MOVED.items():
+            if old.split(".")[1] in model:
+                section, leaf = new.split(".")
+                tree.setdefault(section, {})[leaf] = model.pop(old.split(".")[1])
+        if model.get("backbone") == "rate" and "alpha" in model:
+            tree.setdefault("rate", {})["leak"] = model.pop("alpha")
+        tree["model"] = model
     train = tree.get("train", {})
     if isinstance(model, dict) and isinstance(train, dict) and "noise_scale" not in model \
             and train.get("heating") == "fixed":
-        tree = {**tree, "model": {**model, "noise_scale": "temperature"}}
+        tree["model"] = {**model, "noise_scale": "temperature"}
     return config_from_dict(tree)
 
 
@@ -344,11 +406,14 @@ def validate(config: Config) -> Config:
         check_range(key, flat[key], *bounds)
     if flat["model.cond_dim"] % 2:
         raise ConfigError(f"config key model.cond_dim: must be even, got {flat['model.cond_dim']}")
-    for key in ("model.hidden_units", "model.hidden_min_var"):
+    for key in ("rate.hidden_units", "rate.hidden_min_var"):
         if flat[key] and flat["model.backbone"] != "rate":
             raise ConfigError(f"config key {key}: needs model.backbone=rate")
-    if flat["train.hidden_weight"] != 1 and not flat["model.hidden_units"]:
-        raise ConfigError("config key train.hidden_weight: needs hidden units (model.hidden_units > 0)")
+    if flat["model.backbone"] == "rate" and flat["model.alpha"] != ModelConfig.alpha:
+        raise ConfigError("config key model.alpha: not used by model.backbone=rate, whose mean "
+                          "(1 - a) s + a phi(W s + b) has the leak a = rate.leak")
+    if flat["train.hidden_weight"] != 1 and not flat["rate.hidden_units"]:
+        raise ConfigError("config key train.hidden_weight: needs hidden units (rate.hidden_units > 0)")
     if flat["train.objective"] == "bound" and (flat["train.mode"] != "accumulate"
                                                or flat["train.loss_steps"]):
         raise ConfigError("config key train.objective: 'bound' needs train.mode=accumulate "

@@ -58,10 +58,10 @@ def data_shape_of(config: Config) -> tuple[int, ...]:
 
 def state_shape_of(config: Config) -> tuple[int, ...]:
     """The operator's state shape: the data shape, or ``(D + H,)`` for the rate network (its
-    state ``[v; h]`` holds ``H = model.hidden_units`` hidden units after the ``D`` visible ones)."""
+    state ``[v; h]`` holds ``H = rate.hidden_units`` hidden units after the ``D`` visible ones)."""
     shape = data_shape_of(config)
     if config.model.backbone == "rate":
-        return (math.prod(shape) + config.model.hidden_units,)
+        return (math.prod(shape) + config.rate.hidden_units,)
     return shape
 
 
@@ -71,19 +71,21 @@ def build_backbone(config: Config, shape: tuple[int, ...]) -> nn.Module:
     cond_dim = m.cond_dim if m.form == "conditioned" else 0
     if m.backbone == "rate":
         # form "conditioned": log T as a neuromodulatory input current (RateNetworkBackbone)
-        return RateNetworkBackbone(shape[0] - m.hidden_units, m.hidden_units,
-                                   symmetric=m.symmetric, init_var=m.init_var, gain=m.rate_gain,
-                                   cond_dim=cond_dim, inner_steps=m.inner_steps, leak=m.alpha,
-                                   input_scale=m.input_scale)
+        r = config.rate
+        return RateNetworkBackbone(shape[0] - r.hidden_units, r.hidden_units,
+                                   symmetric=r.symmetric, init_var=m.init_var, gain=r.gain,
+                                   cond_dim=cond_dim, inner_steps=r.inner_steps, leak=r.leak,
+                                   input_scale=r.input_scale)
     if m.backbone == "mlp":
-        return MLPBackbone(shape, hidden=m.hidden, depth=m.depth, cond_dim=cond_dim,
-                           init_var=m.init_var)
+        return MLPBackbone(shape, hidden=config.mlp.hidden, depth=config.mlp.depth,
+                           cond_dim=cond_dim, init_var=m.init_var)
     if len(shape) != 3:
         raise ConfigError(f"config key model.backbone: {m.backbone!r} needs image data, got {shape}")
     if m.backbone == "unet":
-        mults = tuple(int(v) for v in m.channel_mults.split(","))
-        return UNetBackbone(shape, channels=m.channels, channel_mults=mults,
-                            num_res_blocks=m.num_res_blocks, dropout=m.dropout,
+        u = config.unet
+        mults = tuple(int(v) for v in u.channel_mults.split(","))
+        return UNetBackbone(shape, channels=u.channels, channel_mults=mults,
+                            num_res_blocks=u.num_res_blocks, dropout=u.dropout,
                             cond_dim=cond_dim, init_var=m.init_var)
     return Conv2017Backbone(shape, num_steps=config.schedule.num_steps, cond_dim=cond_dim,
                             init_var=m.init_var)
@@ -336,12 +338,12 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -
 
 def unit_min_var(config: Config, shape: tuple[int, ...]) -> float | torch.Tensor:
     """``model.min_var``, or per-unit floors where the rate network's hidden units have their own
-    (``model.hidden_min_var``)."""
-    m = config.model
-    if m.backbone != "rate" or m.hidden_min_var <= m.min_var or not m.hidden_units:
+    (``rate.hidden_min_var``)."""
+    m, r = config.model, config.rate
+    if m.backbone != "rate" or r.hidden_min_var <= m.min_var or not r.hidden_units:
         return m.min_var
     floors = torch.full(shape, m.min_var)
-    floors[shape[0] - m.hidden_units:] = m.hidden_min_var
+    floors[shape[0] - r.hidden_units:] = r.hidden_min_var
     return floors
 
 
@@ -362,22 +364,22 @@ def build_model(config: Config) -> Walkback:
     if config.method == "ddpm":
         return _build_ddpm(config)
     shape = state_shape_of(config)
-    m, s = config.model, config.schedule
+    m, s, r = config.model, config.schedule, config.rate
     rate = m.backbone == "rate"
     temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
     # noise_scale "beta" (the default under heating=fixed): steps in units of the fixed
     # diffusion's beta_t = c T_t
     beta = m.noise_scale == "beta" or (m.noise_scale == "auto" and config.train.heating == "fixed")
     var_scale = float(fixed_diffusion_betas(temps)[0] / temps[0]) if beta else 1.0
-    # the rate network: model.alpha is the leak a, mean = (1 - a) s + a phi(W s + b)
+    # the rate network: rate.leak is the leak a, mean = (1 - a) s + a phi(W s + b)
     operator = TransitionOperator(
-        build_backbone(config, shape), shape, form=m.form, alpha=1 - m.alpha if rate else m.alpha,
+        build_backbone(config, shape), shape, form=m.form, alpha=1 - r.leak if rate else m.alpha,
         min_var=unit_min_var(config, shape), cond_dim=m.cond_dim, mean_scale=m.mean_scale,
         var_scale=var_scale,
     )
     return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config,
-                    hidden_dim=m.hidden_units if rate else 0,
-                    relax_steps=m.relax_steps if rate else 0)
+                    hidden_dim=r.hidden_units if rate else 0,
+                    relax_steps=r.relax_steps if rate else 0)
 
 
 def load(path: str | Path, *, device: str = "cpu") -> Walkback:

@@ -14,7 +14,8 @@ __all__ = ["PRESETS", "get_preset"]
 # T = 1, then T = 1.2^j. The choices were measured against variants (docs/RESULTS.md).
 _TOY: dict[str, Any] = {
     "data": {"num_train": 20000, "num_heldout": 5000},
-    "model": {"backbone": "mlp", "form": "2017", "hidden": 128, "depth": 3},
+    "model": {"backbone": "mlp", "form": "2017"},
+    "mlp": {"hidden": 128, "depth": 3},
     "schedule": {"num_steps": 30, "t0": 1.0, "factor": 1.2, "n1": 5},
     "train": {"steps": 1000, "batch_size": 500, "lr": 1e-3, "mode": "accumulate"},
 }
@@ -22,9 +23,9 @@ _TOY: dict[str, Any] = {
 # The rate network (docs/RESULTS.md, "Rate network"): hidden units that start nonlinear
 # (input_scale), fast hidden sub-steps, rates in (-1.5, 1.5), a small initial noise variance, and
 # a noise floor for the hidden units (hidden_min_var) so that the heating erases what they hold.
-_RATE: dict[str, Any] = {"backbone": "rate", "hidden_units": 64, "relax_steps": 10, "alpha": 0.5,
-                         "input_scale": 4.0, "inner_steps": 2, "rate_gain": 1.5, "init_var": 0.001,
-                         "hidden_min_var": 0.01}
+_RATE_MODEL: dict[str, Any] = {"backbone": "rate", "init_var": 0.001}
+_RATE: dict[str, Any] = {"hidden_units": 64, "relax_steps": 10, "leak": 0.5, "input_scale": 4.0,
+                         "inner_steps": 2, "gain": 1.5, "hidden_min_var": 0.01}
 # mog: heat to T_K = 1.4^24 (about 3,200) so that the top forgets which mode a path started from
 _MOG_RATE_SCHEDULE: dict[str, Any] = {"factor": 1.4}
 # the spiral's settings: only 3% of the hidden units' walk-back terms (train.hidden_weight)
@@ -60,9 +61,8 @@ def _toy(name: str, **changes: Any) -> dict[str, Any]:
 # svhn and celeba64 inherit them unmeasured.
 _UNET: dict[str, Any] = {
     "data": {"root": "data"},
-    "model": {"backbone": "unet", "form": "conditioned", "channels": 64,
-              "channel_mults": "1,2,2", "num_res_blocks": 2, "mean_scale": "noise",
-              "min_var": 0.01},
+    "model": {"backbone": "unet", "form": "conditioned", "mean_scale": "noise", "min_var": 0.01},
+    "unet": {"channels": 64, "channel_mults": "1,2,2", "num_res_blocks": 2},
     "schedule": {"num_steps": 30, "t0": 1.0, "factor": 1.5, "n1": 0},
     # one minibatch = 256 heating paths whose 30 x 256 transitions, shuffled, make 30 updates of
     # 256 transitions each (the heating forwards are shared by those 30 updates)
@@ -82,8 +82,9 @@ _PAPER: dict[str, Any] = {
 
 
 # (no hidden noise floor: with hidden_min_var = 0.01 MNIST narrowed to three classes)
-_MNIST_RATE: dict[str, Any] = {**_RATE, "hidden_units": 256, "form": "2017", "mean_scale": "none",
-                               "input_scale": 2.0, "inner_steps": 3, "min_var": 1e-4,
+_MNIST_RATE_MODEL: dict[str, Any] = {**_RATE_MODEL, "form": "2017", "mean_scale": "none",
+                                     "min_var": 1e-4}
+_MNIST_RATE: dict[str, Any] = {**_RATE, "hidden_units": 256, "input_scale": 2.0, "inner_steps": 3,
                                "hidden_min_var": 0.0}
 # f = 1.3 (T_K = 1.3^29, about 2,000): with 1.17 (T_K = 95) the top of the heating
 # still held each digit's shape and the class histogram was uneven; hidden_weight as spiral-rate
@@ -101,20 +102,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ring8": _toy("ring8"),
     "checkerboard": _toy("checkerboard"),
     # the stochastic recurrent rate network (docs/method.md, "The rate network"):
-    # state [v; h], one unconstrained W, leak a = model.alpha; "-sym" constrains W = W^T
-    "mog-rate": _toy("mog", model=_RATE, schedule=_MOG_RATE_SCHEDULE, train={"steps": 3000}),
-    "mog-rate-sym": _toy("mog", model={**_RATE, "symmetric": True}, schedule=_MOG_RATE_SCHEDULE,
-                         train={"steps": 3000}),
-    "spiral-rate": _toy("spiral", model={**_RATE, **_SPIRAL_RATE},
+    # state [v; h], one unconstrained W, leak a = rate.leak; "-sym" constrains W = W^T
+    "mog-rate": _toy("mog", model=_RATE_MODEL, rate=_RATE, schedule=_MOG_RATE_SCHEDULE,
+                     train={"steps": 3000}),
+    "mog-rate-sym": _toy("mog", model=_RATE_MODEL, rate={**_RATE, "symmetric": True},
+                         schedule=_MOG_RATE_SCHEDULE, train={"steps": 3000}),
+    "spiral-rate": _toy("spiral", model=_RATE_MODEL, rate={**_RATE, **_SPIRAL_RATE},
                         train={"steps": 2000, "lr": 3e-3, "hidden_weight": 0.03}),
     "mnist": _image(_UNET, "mnist"),
     # the rate network on MNIST: 784 visible + 256 hidden units, the U-Net preset's training with
     # a slower heating (f = 1.3) and 1,500 minibatches (a million weights: it trains on a CPU too)
-    "mnist-rate": _image(_UNET, "mnist", model=_MNIST_RATE, schedule={"factor": 1.3},
-                         train=_MNIST_RATE_TRAIN),
-    "mnist-rate-sym": _image(_UNET, "mnist", model={**_MNIST_RATE, "symmetric": True},
-                             schedule={"factor": 1.3}, train=_MNIST_RATE_TRAIN),
-    "mnist-paper": _image(_PAPER, "mnist", model={"backbone": "mlp", "hidden": 1200, "depth": 3},
+    "mnist-rate": _image(_UNET, "mnist", model=_MNIST_RATE_MODEL, rate=_MNIST_RATE,
+                         schedule={"factor": 1.3}, train=_MNIST_RATE_TRAIN),
+    "mnist-rate-sym": _image(_UNET, "mnist", model=_MNIST_RATE_MODEL,
+                             rate={**_MNIST_RATE, "symmetric": True}, schedule={"factor": 1.3},
+                             train=_MNIST_RATE_TRAIN),
+    "mnist-paper": _image(_PAPER, "mnist", model={"backbone": "mlp"},
+                          mlp={"hidden": 1200, "depth": 3},
                           schedule={"num_steps": 10, "factor": 2.0},
                           train={"lr": 1e-5}),
     "cifar10": _image(_UNET, "cifar10"),
@@ -122,7 +126,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "svhn": _image(_UNET, "svhn"),
     "celeba32": _image(_UNET, "celeba", data={"resolution": 32}),
     "celeba64": _image(_UNET, "celeba", data={"resolution": 64},
-                       model={"channel_mults": "1,2,2,2"}),
+                       unet={"channel_mults": "1,2,2,2"}),
 }
 
 

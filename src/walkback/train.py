@@ -338,7 +338,7 @@ def _restore(run_dir: Path, model: Walkback, ema: Walkback, opt: torch.optim.Opt
     except ConfigError as exc:
         raise ConfigError(f"{path}: the checkpoint's config: {exc}") from None
     current = config_to_dict(config)
-    for section in ("data", "model", "schedule"):
+    for section in ("data", "model", "mlp", "unet", "rate", "schedule"):
         changed = sorted(k for k in current[section] if saved[section][k] != current[section][k])
         if changed:
             keys = ", ".join(f"{section}.{k}" for k in changed)

@@ -20,7 +20,7 @@ class RateNetworkBackbone(nn.Module):
 
     Wrapped in ``TransitionOperator(..., alpha=1 - a)`` the operator's mean is
     ``alpha * s + (1 - alpha) * F = (1 - a) s + a gain phi(W s + b)``: the leaky rate
-    dynamics with leak ``a`` (``model.alpha`` in the config), and variance
+    dynamics with leak ``a`` (``rate.leak`` in the config), and variance
     ``T * (softplus(g) + min_var)``.
 
     ``W`` is unconstrained (any asymmetry is allowed). With ``symmetric=True`` the network is
