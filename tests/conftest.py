@@ -27,7 +27,7 @@ OLD_MODEL_KEYS = {
 
 def old_layout(tree: dict) -> dict:
     """A saved config (``config_to_dict``) as earlier versions wrote it: every backbone's keys in
-    ``model`` and a rate network's leak as ``model.alpha``."""
+    ``model``, a rate network's leak as ``model.alpha``, and ``train.max_file_mb``."""
     old = {k: v for k, v in tree.items() if k not in ("mlp", "unet", "rate")}
     model = dict(tree["model"])
     for new, key in OLD_MODEL_KEYS.items():
@@ -36,4 +36,5 @@ def old_layout(tree: dict) -> dict:
     if model["backbone"] == "rate":
         model["alpha"] = tree["rate"]["leak"]
     old["model"] = model
+    old["train"] = {**tree["train"], "max_file_mb": 15.0}
     return old

@@ -225,47 +225,43 @@ def test_load_refuses_a_truncated_model_file_naming_it(tmp_path: Path) -> None:
         walkback.load(tmp_path)
 
 
-# ---------------------------------------------------------------- split files (walkback.parts)
+# ---------------------------------------------------------------- files copied back in pieces
 
 
-def test_split_checkpoint_round_trips_and_names_a_damaged_part(tmp_path: Path) -> None:
-    tensors = {"a": torch.randn(1000), "b": torch.arange(300)}
-    sidecar = save_checkpoint(tmp_path, 7, Checkpoint(tensors, {"x": 1}), max_file_bytes=1024)
-    weights = sidecar.with_suffix(".safetensors")
-    pieces = sorted(tmp_path.glob("ckpt_00000007.safetensors.part[0-9]*"))
-    assert not weights.exists() and len(pieces) >= 4
-    assert all(p.stat().st_size <= 1024 for p in pieces)
-    ckpt = load_checkpoint(sidecar)
-    _assert_equal(ckpt.tensors, tensors)
-
-    damaged = pieces[1].read_bytes()
-    pieces[1].write_bytes(damaged[:-1] + bytes([damaged[-1] ^ 1]))
-    with pytest.raises(CheckpointError, match=r"part002: size or checksum differs"):
-        load_checkpoint(sidecar)
-    pieces[1].unlink()
-    with pytest.raises(CheckpointError, match=r"part002 .*is missing"):
-        load_checkpoint(sidecar)
-    save_checkpoint(tmp_path, 8, Checkpoint(tensors, {"x": 1}))
-    prune_checkpoints(tmp_path, 1)  # removes step 7's parts and index too
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000008.json",
-                                                           "ckpt_00000008.safetensors"]
-
-
-def test_split_model_round_trips(tmp_path: Path) -> None:
-    from walkback import parts
-    from walkback.config import Config, apply_overrides
-    from walkback.model import load
+def test_a_model_copied_back_in_pieces_is_named_with_the_join_command(tmp_path: Path) -> None:
+    """experiments/gpu split files over 15 MiB with ``split -b 15M -d``: a folder that still holds
+    the pieces is refused with the ``cat`` command that joins them, and joined it loads."""
+    import subprocess
 
     model = build_model(apply_overrides(Config(), ["mlp.hidden=64"]))
-    model.save_pretrained(tmp_path / "whole")
-    model.save_pretrained(tmp_path / "split", max_file_bytes=20_000)
-    assert not (tmp_path / "split" / MODEL_FILE).exists()
-    assert parts.sha256_of(tmp_path / "split" / MODEL_FILE) == parts.sha256_of(tmp_path / "whole" / MODEL_FILE)
-    _assert_equal(load(tmp_path / "split").state_dict(), model.state_dict())
-    # re-saving whole removes the parts
-    model.save_pretrained(tmp_path / "split")
-    assert sorted(p.name for p in (tmp_path / "split").iterdir()) == sorted(
-        p.name for p in (tmp_path / "whole").iterdir())
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / MODEL_FILE
+    subprocess.run(["split", "-b", "4K", "-d", weights.name, f"{weights.name}.part"], cwd=tmp_path,
+                   check=True)
+    assert (tmp_path / f"{MODEL_FILE}.part01").is_file()
+    weights.unlink()
+    with pytest.raises(CheckpointError) as caught:
+        walkback.load(tmp_path)
+    message = str(caught.value)
+    command = message.split("`")[1]
+    assert message.startswith(f"{weights}: file not found") and "\n" not in message
+    assert command == f"cat {MODEL_FILE}.part?? > {MODEL_FILE}"
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True)
+    _assert_equal(walkback.load(tmp_path).state_dict(), model.state_dict())
+
+
+def test_a_checkpoint_copied_back_in_pieces_is_named_with_the_join_command(tmp_path: Path) -> None:
+    sidecar = _save(tmp_path)
+    weights = sidecar.with_suffix(".safetensors")
+    payload = weights.read_bytes()
+    (tmp_path / f"{weights.name}.part00").write_bytes(payload[:100])
+    (tmp_path / f"{weights.name}.part01").write_bytes(payload[100:])
+    weights.unlink()
+    with pytest.raises(CheckpointError, match=rf"checkpoint file not found \(copied in pieces "
+                                              rf".*`cat {weights.name}\.part\?\? > {weights.name}`"):
+        load_checkpoint(sidecar)
+    weights.write_bytes(payload)
+    _assert_equal(load_checkpoint(sidecar).tensors, _tensors())
 
 
 def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

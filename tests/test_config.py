@@ -215,6 +215,16 @@ def test_the_rate_networks_leak_is_rate_leak_not_model_alpha() -> None:
     assert build_model(mlp).operator.alpha == 0.3
 
 
+def test_max_file_mb_is_gone() -> None:
+    """Files are written whole: ``train.max_file_mb`` is an unknown key in a config or ``--set``
+    (config_from_saved drops it from saved runs)."""
+    with pytest.raises(ConfigError, match=r"^unknown config key: train\.max_file_mb$"):
+        apply_overrides(Config(), ["train.max_file_mb=15"])
+    with pytest.raises(ConfigError, match=r"^unknown config key: train\.max_file_mb$"):
+        config_from_dict({"train": {"max_file_mb": 15.0}})
+    assert config_from_saved({"train": {"max_file_mb": 15.0, "steps": 7}}).train.steps == 7
+
+
 # The parameter count of every preset's network, as it was when the backbones' keys were in
 # ``model`` (and since): a preset whose network changes shows here.
 PRESET_PARAMETERS = {
@@ -242,13 +252,13 @@ def _seeded_network(config: Config) -> tuple[dict[str, torch.Tensor], torch.Tens
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_a_saved_config_of_the_old_layout_builds_the_same_network(name: str) -> None:
     """config_from_saved moves the backbones' keys out of ``model`` (a rate network's
-    ``model.alpha`` to ``rate.leak``): the preset's config and network come back, parameter for
-    parameter and output for output."""
+    ``model.alpha`` to ``rate.leak``) and drops ``train.max_file_mb``: the preset's config and
+    network come back, parameter for parameter and output for output."""
     config = get_preset(name)
     if config.model.backbone == "rate":
         config = apply_overrides(config, ["rate.leak=0.3"])  # a leak that is not the default
     old = json.loads(json.dumps(old_layout(config_to_dict(config))))
-    assert not {"mlp", "unet", "rate"} & set(old)
+    assert not {"mlp", "unet", "rate"} & set(old) and old["train"]["max_file_mb"] == 15.0
     migrated = config_from_saved(old)
     assert migrated == config
     (state, mean, var), (state_old, mean_old, var_old) = _seeded_network(config), _seeded_network(migrated)

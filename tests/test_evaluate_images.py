@@ -392,7 +392,7 @@ def test_baseline_image_runs_train_and_evaluate_in_the_same_loop(
         "unet.channels=8", "unet.channel_mults=1", "unet.num_res_blocks=1",
         "schedule.num_steps=4", "train.steps=2", "train.batch_size=8", "train.amp=none",
         "train.device=cpu", "train.log_every=1", f"data.root={mnist_root}",
-        f"sample.num_samples={N_SAMPLES}", "sample.batch_size=8", "train.max_file_mb=0", *levels])
+        f"sample.num_samples={N_SAMPLES}", "sample.batch_size=8", *levels])
     run = tmp_path / "run"
     train(config, run, progress=False)
     result = evaluate_image_run(run, _options(tmp_path / "cache", metrics="fid,bound,chain",
@@ -442,7 +442,7 @@ def test_compare_on_images_scores_fid_kid_bound_and_chains_of_every_arm(
     tiny = ["unet.channels=8", "unet.channel_mults=1", "unet.num_res_blocks=1",
             "schedule.num_steps=3", "train.batch_size=8", "train.amp=none", "train.log_every=1",
             "train.checkpoint_every=1000", f"data.root={mnist_root}", "sample.batch_size=8",
-            "diffusion.levels=12", "train.max_file_mb=0"]
+            "diffusion.levels=12"]
     out = tmp_path / "cmp"
     args = ["compare", "--presets", "mnist,mnist-diffusion", "--minutes", "0.04", "--save-at",
             "0.02", "--out-dir", str(out), "--device", "cpu", "--num-samples", "16",

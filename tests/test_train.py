@@ -110,19 +110,6 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path: Path, mode: str) -
     assert strip(ma) == strip(mb)
 
 
-def test_resume_from_split_checkpoints_equals_uninterrupted_run(tmp_path: Path) -> None:
-    """train.max_file_mb splits checkpoint and model files into parts; resume joins them."""
-    full = train(_config(), tmp_path / "a", progress=False)
-    split = _config("train.max_file_mb=0.004")  # 4 KiB parts
-    with pytest.raises(KeyboardInterrupt):
-        train(split, tmp_path / "b", progress=False, callback=_Kill(at=12))
-    assert list((tmp_path / "b" / "checkpoints").glob("ckpt_00000010.safetensors.part002"))
-    resumed = train(split, tmp_path / "b", resume=True, progress=False)
-    _assert_same_tensors(full.model.state_dict(), resumed.model.state_dict())
-    assert not (tmp_path / "b" / "model" / "model.safetensors").exists()
-    assert (tmp_path / "b" / "model" / "model.safetensors.parts.json").is_file()
-
-
 # ---------------------------------------------------------------- (iii) NaN guard
 
 

@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "sha256_file", "remove_stray_temporaries"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "sha256_file", "remove_stray_temporaries",
+           "split_copy_hint"]
 
 TMP_SUFFIX = ".tmp"
 
@@ -59,3 +60,13 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def split_copy_hint(path: Path) -> str:
+    """For an error about a missing ``path``: how to join it when a copy holds it as pieces
+    (``NAME.part00``, ``NAME.part01``, ...: ``split -b 15M -d``, experiments/gpu), else ""."""
+    path = Path(path)
+    if not path.with_name(path.name + ".part00").is_file():
+        return ""
+    return (f" (copied in pieces {path.name}.part00, ...: join them with "
+            f"`cat {path.name}.part?? > {path.name}`)")

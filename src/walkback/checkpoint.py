@@ -1,8 +1,5 @@
 """Training checkpoints: one safetensors file of tensors plus a JSON sidecar, written atomically.
 
-With ``train.max_file_mb`` the safetensors file is split into parts of at most that size
-(``walkback.parts``), so checkpoints fit through size-capped transfers; loading joins them.
-
 ``ckpt_00001000.safetensors`` holds the model, EMA, optimizer and RNG tensors and, in its
 metadata, the resolved config, the step and the optimizer's non-tensor state (so the checksum
 covers them); ``ckpt_00001000.json`` repeats that metadata with the sha256 of the safetensors
@@ -24,8 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes, save as save_bytes
 
-from . import parts
-from .atomic import atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text, split_copy_hint
 from .errors import CheckpointError
 
 META_KEY = "walkback"  # the safetensors metadata entry that holds the checkpoint's JSON
@@ -52,16 +48,15 @@ class Checkpoint:
     meta: dict[str, Any]
 
 
-def save_checkpoint(directory: Path, step: int, checkpoint: Checkpoint, *,
-                    max_file_bytes: int = 0) -> Path:
-    """Write ``ckpt_{step}.safetensors`` (split into parts of at most ``max_file_bytes`` when
-    positive and needed: ``parts``) then its JSON sidecar; returns the sidecar's path."""
+def save_checkpoint(directory: Path, step: int, checkpoint: Checkpoint) -> Path:
+    """Write ``ckpt_{step}.safetensors`` then its JSON sidecar, each atomically; returns the
+    sidecar's path."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = directory / f"ckpt_{step:08d}"
     meta = {**checkpoint.meta, "step": step}
     payload = save_bytes({k: v.detach().contiguous().cpu() for k, v in checkpoint.tensors.items()},
                          metadata={META_KEY: json.dumps(meta, sort_keys=True)})
-    parts.write_bytes(stem.with_suffix(".safetensors"), payload, max_file_bytes)
+    atomic_write_bytes(stem.with_suffix(".safetensors"), payload)
     sidecar = {**meta, "sha256": hashlib.sha256(payload).hexdigest()}
     atomic_write_text(stem.with_suffix(".json"), json.dumps(sidecar, indent=2))
     return stem.with_suffix(".json")
@@ -80,21 +75,20 @@ def _embedded_meta(payload: bytes) -> dict | None:
 
 
 def load_checkpoint(path: Path, *, device: str = "cpu") -> Checkpoint:
-    """Read a checkpoint given its ``.json`` or ``.safetensors`` path (whole or split into
-    parts), verifying its checksum."""
+    """Read a checkpoint given its ``.json`` or ``.safetensors`` path, verifying its checksum."""
     path = Path(path)
     sidecar, weights = path.with_suffix(".json"), path.with_suffix(".safetensors")
     if not sidecar.is_file():
         raise CheckpointError(f"{sidecar}: checkpoint file not found")
-    if not parts.exists(weights):
-        raise CheckpointError(f"{weights}: checkpoint file not found")
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: checkpoint file not found{split_copy_hint(weights)}")
     try:
         meta = json.loads(sidecar.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{sidecar}: corrupt checkpoint metadata ({exc})") from None
     if not isinstance(meta, dict) or "sha256" not in meta or "step" not in meta:
         raise CheckpointError(f"{sidecar}: checkpoint metadata lacks 'step' or 'sha256'")
-    payload = parts.read_bytes(weights)
+    payload = weights.read_bytes()
     if hashlib.sha256(payload).hexdigest() != meta["sha256"]:
         raise CheckpointError(f"{weights}: checksum mismatch (truncated or corrupt checkpoint)")
     inside = _embedded_meta(payload)
@@ -141,7 +135,7 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints."""
     for sidecar in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         sidecar.unlink(missing_ok=True)
-        parts.remove(sidecar.with_suffix(".safetensors"))
+        sidecar.with_suffix(".safetensors").unlink(missing_ok=True)
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

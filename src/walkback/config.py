@@ -131,7 +131,6 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
-    max_file_mb: float = 0.0  # split checkpoint / model files into parts of at most this (0 = whole)
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     time_limit_s: float = 0.0  # stop (saving a checkpoint and the model) after this long; 0 = off
     save_minutes: str = ""  # e.g. "1,2,5": also save the EMA model after these minutes of training
@@ -244,7 +243,6 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "train.log_every": AT_LEAST_1,
     "train.checkpoint_every": AT_LEAST_1,
     "train.keep_checkpoints": AT_LEAST_1,
-    "train.max_file_mb": AT_LEAST_0,
     "train.time_limit_s": AT_LEAST_0,
     "train.threads": AT_LEAST_0,
     "sample.num_samples": AT_LEAST_1,
@@ -273,6 +271,8 @@ MOVED: dict[str, str] = {
     "model.hidden_min_var": "rate.hidden_min_var",
 }
 BACKBONE_SECTIONS = ("mlp", "unet", "rate")
+# keys of removed settings that saved configs may hold; config_from_saved drops them
+DROPPED = ("train.max_file_mb",)  # file splitting: checkpoints and models are written whole
 
 
 def interval(low: float, high: float, low_in: bool, high_in: bool) -> str:
@@ -369,8 +369,13 @@ def config_from_saved(tree: dict[str, Any]) -> Config:
       which was its leak a, is ``rate.leak`` (its ``model.alpha`` takes the default, unused).
     - Files written before ``model.noise_scale`` existed trained ``train.heating=fixed`` with
       T-scaled noise, which is ``noise_scale=temperature`` now (the default ``auto`` means
-      ``beta`` there)."""
+      ``beta`` there).
+    - Keys of removed settings (``DROPPED``: ``train.max_file_mb``) are dropped."""
     tree = dict(tree)
+    for key in DROPPED:
+        section, leaf = key.split(".")
+        if isinstance(tree.get(section), dict) and leaf in tree[section]:
+            tree[section] = {k: v for k, v in tree[section].items() if k != leaf}
     model = tree.get("model", {})
     if isinstance(model, dict) and not any(s in tree for s in BACKBONE_SECTIONS):
         model = dict(model)

@@ -16,8 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes, save as save_bytes
 from torch import nn
 
-from . import parts
-from .atomic import atomic_write_bytes, atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text, split_copy_hint
 from .config import Config, config_from_saved, config_to_dict
 from .data.images import CELEBA_DEFAULT_RESOLUTION
 from .data.toy import TOY_DATASETS
@@ -252,15 +251,14 @@ class Walkback(nn.Module):
         started = start_part_way(self, train, step, seed=seed, batch_size=batch_size)
         self._start = (step, started.prior)
 
-    def save_pretrained(self, directory: str | Path, *, max_file_bytes: int = 0) -> None:
-        """Write ``model.safetensors`` (split into parts of at most ``max_file_bytes`` when
-        positive and needed: ``walkback.parts``), its sha256 and ``config.json``, atomically."""
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``model.safetensors``, its sha256 and ``config.json``, each atomically."""
         if self.config is None:
             raise ValueError("save_pretrained needs the model's config")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         payload = save_bytes({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()})
-        parts.write_bytes(directory / MODEL_FILE, payload, max_file_bytes)
+        atomic_write_bytes(directory / MODEL_FILE, payload)
         atomic_write_text(directory / CHECKSUM_FILE, hashlib.sha256(payload).hexdigest() + "\n")
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config_to_dict(self.config), indent=2))
         if self.start_prior is not None:
@@ -294,18 +292,18 @@ class Walkback(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str = "cpu") -> Walkback:
-        """Rebuild a model saved by ``save_pretrained`` (whole or split weights)."""
+        """Rebuild a model saved by ``save_pretrained``."""
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / MODEL_FILE
         if not config_path.is_file():
             raise CheckpointError(f"{config_path}: file not found")
-        if not parts.exists(weights_path):
-            raise CheckpointError(f"{weights_path}: file not found")
+        if not weights_path.is_file():
+            raise CheckpointError(f"{weights_path}: file not found{split_copy_hint(weights_path)}")
         try:
             config = config_from_saved(json.loads(config_path.read_text()))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{config_path}: not valid JSON ({exc.msg})") from None
-        payload = parts.read_bytes(weights_path)
+        payload = weights_path.read_bytes()
         checksum = directory / CHECKSUM_FILE
         if checksum.is_file() and checksum.read_text().strip() != hashlib.sha256(payload).hexdigest():
             raise CheckpointError(f"{weights_path}: checksum mismatch with {checksum.name} (a corrupt "

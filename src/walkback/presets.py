@@ -68,7 +68,7 @@ _UNET: dict[str, Any] = {
     # 256 transitions each (the heating forwards are shared by those 30 updates)
     "train": {"steps": 1000, "batch_size": 256, "transition_batch": 256, "lr": 5e-4,
               "mode": "transitions", "dequantize": True, "ema": 0.999, "amp": "bf16",
-              "log_every": 10, "checkpoint_every": 100, "max_file_mb": 15.0},
+              "log_every": 10, "checkpoint_every": 100},
     "sample": {"num_samples": 10000, "batch_size": 1000, "num_paths": 16},
 }
 _PAPER: dict[str, Any] = {
@@ -76,7 +76,7 @@ _PAPER: dict[str, Any] = {
     "model": {"backbone": "conv2017", "form": "2017"},
     "schedule": {"num_steps": 30, "t0": 1.0, "factor": 2.0, "n1": 0, "max_variance": 1.0},
     "train": {"steps": 20000, "batch_size": 100, "lr": 1e-4, "mode": "online", "ema": 0.999,
-              "log_every": 100, "checkpoint_every": 2000, "max_file_mb": 15.0},
+              "log_every": 100, "checkpoint_every": 2000},
     "sample": {"num_samples": 10000, "batch_size": 1000, "num_paths": 16},
 }
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from . import parts
+from .atomic import split_copy_hint
 from .checkpoint import latest_checkpoint
 from .config import Config, config_from_saved
 from .data.loader import DataSplits, load_image_splits, load_splits
@@ -83,7 +83,8 @@ def load_run_model(run_dir: str | Path, *, device: str = "cpu") -> Walkback:
     if not (run_dir / "config.json").is_file():
         raise CheckpointError(f"{run_dir / 'config.json'}: file not found (no run here)")
     weights = run_dir / "model" / MODEL_FILE
-    if not parts.exists(weights) and not parts.exists(run_dir / MODEL_FILE):
-        raise CheckpointError(f"{weights}: file not found (training has not finished; "
-                              "resume it with `walkback train --resume`)")
+    if not weights.is_file() and not (run_dir / MODEL_FILE).is_file():
+        hint = split_copy_hint(weights) or (" (training has not finished; resume it with "
+                                            "`walkback train --resume`)")
+        raise CheckpointError(f"{weights}: file not found{hint}")
     return load(run_dir, device=device)

@@ -118,11 +118,6 @@ def _update(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, loss: to
     return norm
 
 
-def max_file_bytes(config: Config) -> int:
-    """``train.max_file_mb`` in bytes (0: write files whole)."""
-    return int(config.train.max_file_mb * 2**20)
-
-
 def _autocast(config: Config, x: torch.Tensor) -> torch.autocast:
     """bf16 autocast of the forward passes when ``train.amp=bf16`` (the operator casts the
     backbone's outputs back to the state's dtype, so densities are computed in float32)."""
@@ -313,8 +308,7 @@ def _save(run_dir: Path, step: int, model: Walkback, ema: Walkback, opt: torch.o
     meta = {"config": config_to_dict(config), "optimizer": opt_meta, "train_seconds": train_seconds}
     previous = latest_checkpoint(run_dir / "checkpoints")
     try:
-        save_checkpoint(run_dir / "checkpoints", step, Checkpoint(tensors, meta),
-                        max_file_bytes=max_file_bytes(config))
+        save_checkpoint(run_dir / "checkpoints", step, Checkpoint(tensors, meta))
     except OSError as exc:  # a full disk, say: the write left the earlier checkpoints as they were
         kept = f"the previous checkpoint {previous.name} is intact" if previous else "no earlier checkpoint"
         raise CheckpointError(f"{run_dir / 'checkpoints'}: writing the checkpoint of step {step} "
@@ -456,7 +450,7 @@ def _finish_model(ema: Walkback, train_x: torch.Tensor, config: Config, folder: 
     if config.sample.start_step:
         ema.fit_start_prior(config.sample.start_step, train_x, seed=config.seed,
                             batch_size=config.sample.batch_size)
-    ema.save_pretrained(folder, max_file_bytes=max_file_bytes(config))
+    ema.save_pretrained(folder)
 
 
 def _save_snapshot(run_dir: Path, minutes: float, step: int, elapsed: float, ema: Walkback,
