@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from walkback.cli import main
 from walkback.data.files import KNOWN_MD5, md5_of
-from walkback.evaluate_images import ImageEvalOptions, evaluate_image_run, evaluate_samples_file
+from walkback.evaluation import EvalOptions, evaluate, evaluate_samples_file
+from walkback.streams import StackedRandom
 from walkback.evaluation import context as context_module
 from walkback.evaluation.chains import parse_chain_steps, run_chains
 from walkback.evaluation.features import FeatureNet
@@ -93,17 +94,17 @@ def _classifier() -> tuple[MNISTClassifier, ClassifierInfo]:
     return MNISTClassifier().eval(), ClassifierInfo("train", "test", 0.0, 0, 0, weights_sha256="ab" * 32, file="test")
 
 
-def _options(cache: Path, **changes) -> ImageEvalOptions:
+def _options(cache: Path, **changes) -> EvalOptions:
     base = dict(metrics="fid,kid,classes,bound,chain,parzen", chain_steps="0,K,2K", bound_points=20,
                 device="cpu", progress=False, cache_dir=cache, feature_net=STAND_IN,
                 classifier=_classifier(), block=8, command="test")
-    return ImageEvalOptions(**{**base, **changes})
+    return EvalOptions(**{**base, **changes})
 
 
 @pytest.fixture(scope="module")
 def evaluated(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     cache = tmp_path_factory.mktemp("cache")
-    return evaluate_image_run(run_dir, _options(cache, batch_size=8)), cache
+    return evaluate(run_dir, options=_options(cache, batch_size=8)), cache
 
 
 def test_eval_json_layout_and_protocols(evaluated, run_dir: Path, mnist_root: Path) -> None:
@@ -166,7 +167,7 @@ def test_chain_section_and_figures(evaluated, run_dir: Path) -> None:
 
 def test_results_do_not_depend_on_batch_size(evaluated, run_dir: Path) -> None:
     a, cache = evaluated
-    b = evaluate_image_run(run_dir, _options(cache, batch_size=24))
+    b = evaluate(run_dir, options=_options(cache, batch_size=24))
     for key in ("fid", "kid"):
         assert b[key]["floor"] == a[key]["floor"]
     assert b["fid"]["value"] == pytest.approx(a["fid"]["value"], rel=1e-6)
@@ -175,7 +176,7 @@ def test_results_do_not_depend_on_batch_size(evaluated, run_dir: Path) -> None:
         assert eb["bits_per_dim"] == pytest.approx(ea["bits_per_dim"], abs=1e-6)
     for sa, sb in zip(a["chain"]["snapshots"], b["chain"]["snapshots"]):
         assert sb["fid"] == pytest.approx(sa["fid"], rel=1e-6)
-    c = evaluate_image_run(run_dir, _options(cache, batch_size=24, seed=1, metrics="fid"))
+    c = evaluate(run_dir, options=_options(cache, batch_size=24, seed=1, metrics="fid"))
     assert c["fid"]["value"] != pytest.approx(a["fid"]["value"], rel=1e-6)  # the seed matters
 
 
@@ -189,7 +190,7 @@ def test_reference_cache_and_checksum_mismatch(evaluated, run_dir: Path) -> None
     stats.save_npz(path, data_checksum="0" * 64)  # as if computed from another copy
     before = (run_dir / "eval.json").read_bytes()
     with pytest.raises(MetricsError, match="checksum") as info:
-        evaluate_image_run(run_dir, _options(cache, metrics="fid"))
+        evaluate(run_dir, options=_options(cache, metrics="fid"))
     assert str(path) in str(info.value) and "\n" not in str(info.value)
     assert (run_dir / "eval.json").read_bytes() == before
     stats.save_npz(path, data_checksum=checksum)
@@ -328,13 +329,19 @@ def _linear_model(matrix_scale: float, var: float, dim: int = 16) -> Walkback:
     return Walkback(op, GaussianPrior((dim,)), torch.ones(2, dtype=torch.float64))
 
 
+def _streams(n: int, block: int = 8) -> StackedRandom:
+    return StackedRandom(0, 0, n, block=block)
+
+
 def test_mixing_separates_frozen_from_mixing_chains() -> None:
-    frozen = run_chains(_linear_model(1.0, 1e-6), 40, [0, 50], seed=0, batch_size=40, block=8)
-    mixing = run_chains(_linear_model(-1.0, 1.0), 40, [0, 50], seed=0, batch_size=40, block=8)
+    frozen = run_chains(_linear_model(1.0, 1e-6), 40, [0, 50], generator=_streams(40),
+                        batch_size=40)
+    mixing = run_chains(_linear_model(-1.0, 1.0), 40, [0, 50], generator=_streams(40),
+                        batch_size=40)
     f, m = frozen.at(50), mixing.at(50)
     assert f.move_from_previous < 0.05 * f.pair_distance  # each chain stuck where it started
     assert m.move_from_previous == pytest.approx(m.pair_distance, rel=0.25)  # forgot its start
-    again = run_chains(_linear_model(-1.0, 1.0), 40, [0, 50], seed=0, batch_size=16, block=8)
+    again = run_chains(_linear_model(-1.0, 1.0), 40, [0, 50], generator=_streams(40), batch_size=16)
     assert torch.equal(again.at(50).images, m.images)
     torch.testing.assert_close(again.at(50).kept, m.kept)
 
@@ -357,7 +364,7 @@ def test_no_floor_reads_no_training_images(run_dir: Path, mnist_root: Path, tmp_
     shutil.copytree(mnist_root, only_test)
     for path in only_test.rglob("train-*"):
         path.unlink()
-    result = evaluate_image_run(run_dir, _options(
+    result = evaluate(run_dir, options=_options(
         tmp_path / "cache", metrics="fid,kid,bound,chain", classifier=None, data_root=str(only_test),
         floor=False))
     assert result["fid"]["value"] > 0 and result["fid"]["floor"]["value"] is None
@@ -370,16 +377,17 @@ def test_report_samples_scores_the_last_steps_mean_and_keeps_the_chains() -> Non
     ``report="states"``."""
     from walkback.data.images import to_display_uint8
 
-    sample = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], seed=0, batch_size=40, block=8,
+    sample = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], generator=_streams(40), batch_size=40,
                         report="states")
-    mean = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], seed=0, batch_size=40, block=8)
+    mean = run_chains(_linear_model(-1.0, 1.0), 40, [0, 5], generator=_streams(40), batch_size=40)
     for e in (0, 5):
         assert torch.equal(mean.at(e).images, to_display_uint8(torch.zeros(40, 16)))
         assert not torch.equal(sample.at(e).images, mean.at(e).images)
         torch.testing.assert_close(mean.at(e).kept, sample.at(e).kept)
     assert mean.at(5).move_from_previous == sample.at(5).move_from_previous
     with pytest.raises(ValueError, match="report"):
-        run_chains(_linear_model(-1.0, 1.0), 4, [0], seed=0, batch_size=4, report="median")
+        run_chains(_linear_model(-1.0, 1.0), 4, [0], generator=_streams(4, block=50),
+                   batch_size=4, report="median")
 
 
 @pytest.mark.parametrize("preset", ["mnist-diffusion", "mnist-fixed"])
@@ -395,7 +403,7 @@ def test_baseline_image_runs_train_and_evaluate_in_the_same_loop(
         f"sample.num_samples={N_SAMPLES}", "sample.batch_size=8", *levels])
     run = tmp_path / "run"
     train(config, run, progress=False)
-    result = evaluate_image_run(run, _options(tmp_path / "cache", metrics="fid,bound,chain",
+    result = evaluate(run, options=_options(tmp_path / "cache", metrics="fid,bound,chain",
                                               chain_steps="0,K", bound_points=8, num_paths=1))
     assert result["fid"]["value"] is not None and result["K"] == 4
     assert [s["E"] for s in result["chain"]["snapshots"]] == [0, 4]

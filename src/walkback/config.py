@@ -140,6 +140,11 @@ class TrainConfig:
     # busy machine 1 avoids oversubscription (100 mog steps on 2 cores beside one busy process:
     # 12.2 s with 1 thread, 24.1 s with the default; README)
     compile: bool = False  # torch.compile the backbone
+    noise: str = "global"  # where the training's random numbers come from: "global": one generator
+    # for the run (one process only); "streams": per-example streams seeded by (seed, step, place
+    # in the minibatch), so that torchrun with any number of processes trains the same updates
+    stream_block: int = 8  # streams: examples per stream (each process's share is whole streams)
+    dist_timeout_s: float = 300.0  # torchrun: a process that waits this long on the others stops
 
 
 @dataclass
@@ -188,6 +193,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.name": TOY_DATASETS + IMAGE_DATASETS,
     "model.backbone": ("mlp", "unet", "conv2017", "rate"),
     "train.amp": ("none", "bf16"),
+    "train.noise": ("global", "streams"),
     "model.form": ("2017", "conditioned"),
     "model.mean_scale": ("none", "noise"),
     "model.noise_scale": ("auto", "temperature", "beta"),
@@ -245,6 +251,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "train.keep_checkpoints": AT_LEAST_1,
     "train.time_limit_s": AT_LEAST_0,
     "train.threads": AT_LEAST_0,
+    "train.stream_block": AT_LEAST_1,
+    "train.dist_timeout_s": ABOVE_0,
     "sample.num_samples": AT_LEAST_1,
     "sample.extra_steps": AT_LEAST_0,
     "sample.batch_size": AT_LEAST_1,

@@ -6,6 +6,8 @@ the heating end points ``s_K`` as training sees them (an exponential moving aver
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -36,10 +38,14 @@ class GaussianPrior(nn.Module):
         return self
 
     @torch.no_grad()
-    def update(self, points: torch.Tensor, momentum: float) -> None:
-        """Move the moments toward those of ``points``: ``m <- momentum * m + (1 - momentum) * m_batch``."""
+    def update(self, points: torch.Tensor, momentum: float,
+               reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Move the moments toward those of ``points``: ``m <- momentum * m + (1 - momentum) * m_batch``;
+        ``reduce`` averages a share's moments over the processes that hold the rest of the batch."""
         batch_mean = points.mean(0)
         batch_second = points.square().mean(0)
+        if reduce is not None:
+            batch_mean, batch_second = reduce(batch_mean), reduce(batch_second)
         second = self.var + self.mean.square()
         self.mean.lerp_(batch_mean, 1 - momentum)
         second.lerp_(batch_second, 1 - momentum)

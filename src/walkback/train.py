@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import distributed
 from .atomic import atomic_write_text, remove_stray_temporaries
 from .checkpoint import (
     Checkpoint, latest_checkpoint, load_latest_intact, optimizer_from_tensors,
@@ -38,6 +39,7 @@ from .objective import (
     unit_weights, walkback_loss, walkback_step_loss,
 )
 from .schedule import heating_stops
+from .streams import Generator, StackedRandom, mix_seed
 from .trajectory import HeatingPath, Trajectory, walk_away
 
 __all__ = ["TrainResult", "train"]
@@ -125,17 +127,57 @@ def _autocast(config: Config, x: torch.Tensor) -> torch.autocast:
 
 
 def _train_denoising_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
-                               x: torch.Tensor, config: Config, generator: torch.Generator,
+                               x: torch.Tensor, config: Config, random: _Random,
                                step: int) -> dict[str, float]:
     """The DDPM baseline: one update of the simple loss at random noise levels (one transition,
     the step from one level, per example); returns this minibatch's statistics."""
     if config.train.dequantize:
-        x = dequantize_model_space(x, generator=generator)
+        x = dequantize_model_space(x, generator=random.examples)
     with _autocast(config, x):
-        loss = denoising_loss(model.operator, x, generator=generator).mean()
+        loss = denoising_loss(model.operator, x, generator=random.examples).mean()
     norm = _update(model, ema, opt, loss, config, f"step {step}, the denoising loss")
     return {"loss_per_dim": float(loss.detach()), "grad_norm": float(norm), "updates": 1,
             "transitions": len(x)}
+
+
+@dataclass
+class _Random:
+    """The randomness of one minibatch. ``examples`` draws what belongs to one example (its
+    dequantization, heating noise, DDPM level): one generator for the whole run
+    (``train.noise=global``), or streams of ``train.stream_block`` examples seeded by the run's
+    seed, the step and the examples' places in the minibatch (``streams``: the same numbers
+    whichever process holds an example). ``shared`` draws choices about the whole minibatch (the
+    transitions' shuffle, the sampled steps), the same in every process. This process holds
+    examples ``start .. start + batch / size - 1`` of the minibatch of ``batch``."""
+
+    examples: Generator
+    shared: torch.Generator
+    start: int
+    batch: int
+    size: int
+
+    def own_transitions(self, index: torch.Tensor) -> torch.Tensor:
+        """Flat transition indices ``t * batch + i`` of the whole minibatch -> those of this
+        process's examples, as flat indices into its own heating path."""
+        if self.size == 1:
+            return index
+        share = self.batch // self.size
+        t, i = index // self.batch, index % self.batch
+        mine = (i >= self.start) & (i < self.start + share)
+        return t[mine] * share + (i[mine] - self.start)
+
+
+def _minibatch_random(config: Config, step: int, batch: int, here: distributed.World,
+                      generator: torch.Generator, device: torch.device) -> _Random:
+    """The ``_Random`` of minibatch ``step`` (of ``batch`` examples) in process ``here``."""
+    if config.train.noise == "global":
+        return _Random(generator, generator, 0, batch, 1)
+    share = batch // here.size
+    start = here.rank * share
+    examples = StackedRandom(mix_seed(config.seed, step, 0), start, start + share,
+                             block=config.train.stream_block, device=device)
+    shared = torch.Generator(device).manual_seed(mix_seed(config.seed, step, 1))
+    return _Random(examples, shared, start, batch, here.size)
 
 
 @dataclass
@@ -149,7 +191,7 @@ class _Walk:
     ema: Walkback
     opt: torch.optim.Optimizer
     config: Config
-    generator: torch.Generator
+    random: _Random
     step: int
     x: torch.Tensor
     temps: torch.Tensor
@@ -168,7 +210,8 @@ class _Walk:
         return _update(self.model, self.ema, self.opt, loss, self.config, f"step {self.step}, {where}")
 
     def walk_away(self, *, reparameterized: bool = False) -> Trajectory:
-        return walk_away(self.heating, self.x, generator=self.generator, max_variance=self.max_var,
+        return walk_away(self.heating, self.x, generator=self.random.examples,
+                         max_variance=self.max_var,
                          reparameterized=reparameterized)
 
 
@@ -190,7 +233,7 @@ def _online(w: _Walk) -> _Walked:
     for t in range(w.heating.num_steps):
         with torch.no_grad(), w.autocast():
             q = w.heating.step(s, t)
-            s_next = q.sample(generator=w.generator)
+            s_next = q.sample(generator=w.random.examples)
         temperature = float(w.temps[t])
         with w.autocast():
             term = walkback_step_loss(w.model.operator, s, s_next, temperature,
@@ -210,14 +253,18 @@ def _transitions(w: _Walk) -> _Walked:
     with torch.no_grad(), w.autocast():
         path = w.walk_away()
     k, cfg, terms, norms = path.num_steps, w.config.train, [], []
-    for index in transition_batches(k, len(w.x), cfg.transition_batch or len(w.x),
-                                    generator=w.generator, device=w.x.device):
+    r, batch = w.random, w.random.batch
+    for index in transition_batches(k, batch, cfg.transition_batch or batch,
+                                    generator=r.shared, device=w.x.device):
+        local = r.own_transitions(index)  # this process's share of the update
         with w.autocast():
-            term = transition_walkback_loss(w.model.operator, path, w.temps, index,
+            term = transition_walkback_loss(w.model.operator, path, w.temps, local,
                                             objective=cfg.objective, weights=w.weights)
-        norms.append(w.update(k * term.mean() / w.dim, f"update {len(norms) + 1}: {len(index)} "
+        # the update's mean over all its transitions (DDP averages the processes' gradients)
+        mean = term.mean() if len(local) == len(index) else term.sum() * r.size / len(index)
+        norms.append(w.update(k * mean / w.dim, f"update {len(norms) + 1}: {len(index)} "
                               f"transitions of -log p_T(s_t-1|s_t) from {k} heating steps"))
-        terms.append(term.detach().mean())
+        terms.append(mean.detach())
     return _Walked(terms, norms, path.states[-1], path.noise_var, len(w.x))
 
 
@@ -228,7 +275,7 @@ def _sampled_steps(w: _Walk) -> _Walked:
         n = min(w.config.train.loss_steps, path.num_steps)
         total, _ = sampled_walkback_loss(w.model.operator, path, w.temps, n,
                                          objective=w.config.train.objective,
-                                         generator=w.generator, weights=w.weights)
+                                         generator=w.random.shared, weights=w.weights)
     norm = w.update(total.mean() / w.dim, f"{n} of {path.num_steps} heating steps of "
                     "-log p_T(s_t-1|s_t)")
     terms = [total.detach().mean() / path.num_steps] * path.num_steps
@@ -273,20 +320,21 @@ def _walk_back_mode(config: Config):
 
 
 def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, x: torch.Tensor,
-                     config: Config, generator: torch.Generator, step: int) -> dict[str, float]:
-    """Heat ``x`` and train the walk back (or the DDPM's denoiser); returns the statistics."""
+                     config: Config, random: _Random, step: int) -> dict[str, float]:
+    """Heat ``x`` (this process's share of the minibatch) and train the walk back (or the DDPM's
+    denoiser); returns the statistics."""
     if config.method == "ddpm":
-        return _train_denoising_minibatch(model, ema, opt, x, config, generator, step)
+        return _train_denoising_minibatch(model, ema, opt, x, config, random, step)
     if config.train.dequantize:
-        x = dequantize_model_space(x, generator=generator)
-    x = model.lift(x, generator=generator)  # the data itself, or [x; relaxed h] (rate network)
+        x = dequantize_model_space(x, generator=random.examples)
+    x = model.lift(x, generator=random.examples)  # the data, or [x; relaxed h] (rate network)
     temps = model.temperatures.cpu()
     weights = unit_weights(model.visible_dim, model.hidden_dim, config.train.hidden_weight,
                            device=x.device)
-    walk = _Walk(model, ema, opt, config, generator, step, x, temps, model.heating_path(temps),
+    walk = _Walk(model, ema, opt, config, random, step, x, temps, model.heating_path(temps),
                  weights, config.schedule.max_variance or None)
     done = _walk_back_mode(config)(walk)
-    model.prior.update(done.end, config.train.prior_momentum)
+    model.prior.update(done.end, config.train.prior_momentum, reduce=distributed.all_mean)
     model.num_active.fill_(len(done.noise))  # heating steps taken (one noise variance each)
     _copy_buffers(ema, model)
     mean_term = float(torch.stack(list(done.terms)).mean())
@@ -302,7 +350,7 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
 def _save(run_dir: Path, step: int, model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
           generator: torch.Generator, config: Config, train_seconds: float) -> None:
     opt_tensors, opt_meta = optimizer_to_tensors(opt)
-    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+    tensors = {**{f"model.{k}": v for k, v in distributed.unwrap_state(model.state_dict()).items()},
                **{f"ema.{k}": v for k, v in ema.state_dict().items()},
                **opt_tensors, "rng.generator": generator.get_state()}
     meta = {"config": config_to_dict(config), "optimizer": opt_meta, "train_seconds": train_seconds}
@@ -374,12 +422,17 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     """Train ``config`` into ``run_dir``; ``resume`` continues from the newest checkpoint."""
     run_dir = Path(run_dir)
     cfg = config.train
-    device = resolve_device(cfg.device)
+    here = distributed.init(resolve_device(cfg.device), cfg.dist_timeout_s)  # torchrun, if any
+    device = distributed.local_device(resolve_device(cfg.device))
     enable_fast_kernels(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = load_data(config)  # both checked before anything is written
-    _prepare_run_dir(config, run_dir, resume, overwrite)
+    _check_world(config, here, len(data.train))
+    if here.main:
+        _prepare_run_dir(config, run_dir, resume, overwrite)
+    distributed.barrier()
+    progress = progress and here.main
 
     # --- build: model (prior fit to the data's moments), EMA copy, optimizer, RNG
     torch.manual_seed(config.seed)
@@ -400,9 +453,10 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     if step > cfg.steps:
         raise ConfigError(f"config key train.steps: {cfg.steps} is below the step the run has "
                           f"reached ({step}); nothing was changed")
-    if resume:
+    if resume and here.main:
         atomic_write_text(run_dir / "config.json", config_to_json(config))
-    log = MetricsLog(run_dir / "metrics.jsonl", step)
+    log = MetricsLog(run_dir / "metrics.jsonl", step) if here.main else None
+    distributed.wrap_backbone(model, device)  # several processes: DDP all-reduces the gradients
 
     # --- step
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="batch")
@@ -412,35 +466,87 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     resumed, updates, transitions, first_step = time.perf_counter(), 0, 0, step
     snapshot_minutes = [m for m in save_minutes(cfg.save_minutes) if 60 * m > seconds]
     while step < cfg.steps:
-        x = train_x[batch_indices(len(train_x), cfg.batch_size, step, seed=config.seed).to(device)]
-        stats = _train_minibatch(model, ema, opt, x, config, generator, step)
+        batch = batch_indices(len(train_x), cfg.batch_size, step, seed=config.seed)
+        random = _minibatch_random(config, step, len(batch), here, generator, device)
+        mine = batch[random.start: random.start + len(batch) // here.size]  # this process's share
+        try:
+            stats = _train_minibatch(model, ema, opt, train_x[mine.to(device)], config, random,
+                                     step)
+        except RuntimeError as exc:  # the gradients' all-reduce: a process died or hangs
+            if not here.distributed:
+                raise
+            raise distributed.failure(f"minibatch {step + 1}", exc) from None
         step, updates = step + 1, updates + int(stats["updates"])
-        transitions += int(stats["transitions"])
+        transitions += int(stats["transitions"]) * here.size
         bar.update(1)
 
-        # --- maintenance: metrics, progress bar, snapshots, checkpoints
-        elapsed = time.perf_counter() - started
+        # --- maintenance: metrics, progress bar, snapshots, checkpoints (rank 0's clock)
+        elapsed = distributed.broadcast_value(time.perf_counter() - started, device)
         out_of_time = 0 < cfg.time_limit_s <= elapsed
         if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
+            stats = _reduce_stats(stats, here, device)
             busy = time.perf_counter() - resumed
-            log.write({"step": step, **stats, "updates_per_s": updates / busy,
-                       "images_per_s": (step - first_step) * len(x) / busy,
-                       "transitions_per_s": transitions / busy, "train_seconds": elapsed})
+            if log is not None:
+                log.write({"step": step, **stats, "updates_per_s": updates / busy,
+                           "images_per_s": (step - first_step) * len(batch) / busy,
+                           "transitions_per_s": transitions / busy, "train_seconds": elapsed})
             bar.set_postfix(loss=f"{stats['loss_per_dim']:.4f}")
         while snapshot_minutes and elapsed >= 60 * snapshot_minutes[0]:
             paused = time.perf_counter()
-            _save_snapshot(run_dir, snapshot_minutes.pop(0), step, elapsed, ema, train_x, config)
+            minutes = snapshot_minutes.pop(0)
+            if here.main:
+                _save_snapshot(run_dir, minutes, step, elapsed, ema, train_x, config)
+            distributed.barrier()
             started += time.perf_counter() - paused  # the snapshot's time is not training time
             resumed += time.perf_counter() - paused
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
-            _save(run_dir, step, model, ema, opt, generator, config, elapsed)
+            if here.main:
+                _save(run_dir, step, model, ema, opt, generator, config, elapsed)
+            distributed.barrier()  # no process runs ahead of the last checkpoint
         if callback is not None:
             callback(step)
         if out_of_time:
             break
     bar.close()
-    _finish_model(ema, train_x, config, run_dir / "model")
+    if here.main:
+        _finish_model(ema, train_x, config, run_dir / "model")
+    distributed.barrier()
     return TrainResult(run_dir, step, ema)
+
+
+def _check_world(config: Config, here: distributed.World, num_train: int) -> None:
+    """Several processes share each minibatch: the settings that must hold, named."""
+    if not here.distributed:
+        return
+    cfg = config.train
+    batch = min(cfg.batch_size, num_train)
+    if cfg.noise != "streams":
+        raise ConfigError(f"config key train.noise: {here.size} processes need 'streams' (the same "
+                          "numbers for each example in any process layout), not 'global'")
+    if batch % here.size or (batch // here.size) % cfg.stream_block:
+        raise ConfigError(f"config key train.batch_size: the minibatch of {batch} must split into "
+                          f"{here.size} equal shares of whole streams of train.stream_block="
+                          f"{cfg.stream_block} examples")
+    if config.schedule.max_variance:
+        raise ConfigError("config key schedule.max_variance: the sigma2_max stop rule runs in one "
+                          "process only (it decides on the batch mean of one process)")
+
+
+def _reduce_stats(stats: dict[str, float], here: distributed.World,
+                  device: torch.device) -> dict[str, float]:
+    """The statistics of the whole minibatch: means over the processes' shares; transitions
+    summed. One process: unchanged."""
+    if not here.distributed:
+        return stats
+    keys = sorted(stats)
+    values = distributed.all_mean(torch.tensor([float(stats[k]) for k in keys],
+                                               dtype=torch.float64, device=device))
+    reduced = dict(zip(keys, values.tolist()))
+    reduced["transitions"] = reduced["transitions"] * here.size
+    for key in ("updates", "num_heating_steps"):
+        if key in stats:
+            reduced[key] = stats[key]
+    return reduced
 
 
 def _finish_model(ema: Walkback, train_x: torch.Tensor, config: Config, folder: Path) -> None:
