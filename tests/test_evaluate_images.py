@@ -104,12 +104,14 @@ def _options(cache: Path, **changes) -> EvalOptions:
 @pytest.fixture(scope="module")
 def evaluated(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     cache = tmp_path_factory.mktemp("cache")
-    return evaluate(run_dir, options=_options(cache, batch_size=8)), cache
+    result = evaluate(run_dir, options=_options(cache, batch_size=8))
+    # checked here: later tests of this module evaluate the same run again
+    assert json.loads((run_dir / "eval.json").read_text()) == result
+    return result, cache
 
 
 def test_eval_json_layout_and_protocols(evaluated, run_dir: Path, mnist_root: Path) -> None:
     result, _ = evaluated
-    assert json.loads((run_dir / "eval.json").read_text()) == result
     assert result["kind"] == "image run" and result["K"] == 3
     assert result["metrics"] == ["fid", "kid", "classes", "bound", "chain", "parzen"]
     splits = result["data"]["splits"]
@@ -466,3 +468,54 @@ def test_compare_on_images_scores_fid_kid_bound_and_chains_of_every_arm(
         assert [c["minutes"] for c in arm["curve"]] == [0.02, 0.04]
         assert all(math.isfinite(c["fid"]) for c in arm["curve"])
     assert "| mnist-diffusion | 1 |" in (out / "compare.md").read_text()
+
+
+def _evaluate_in_process(rank: int, world: int, port: int, run: str, cache: str,
+                         md5: dict) -> None:
+    """Worker of the torchrun-style evaluation: process ``rank`` of ``world`` (gloo); ``md5``:
+    the fake MNIST files' checksums (registered in the parent by the fixture)."""
+    import os
+
+    from walkback import distributed
+
+    KNOWN_MD5.update(md5)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        evaluate(run, options=_options(Path(cache), metrics="fid,kid,bound,chain", batch_size=8,
+                                       classifier=None, floor=False))
+    finally:
+        distributed.shutdown()
+
+
+def test_two_processes_evaluate_as_one(run_dir: Path, tmp_path: Path) -> None:
+    """Chains and bound shared by 2 processes (rank 0 gathers, scores and writes): the numbers
+    of one process, up to float summation order."""
+    import shutil
+    import socket
+
+    import torch.multiprocessing as mp
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for run in (one, two):
+        shutil.copytree(run_dir, run)
+    expected = evaluate(one, options=_options(tmp_path / "cache1", metrics="fid,kid,bound,chain",
+                                              batch_size=8, classifier=None, floor=False))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    md5 = {name: KNOWN_MD5[name] for name in KNOWN_MD5 if "ubyte" in name}
+    mp.spawn(_evaluate_in_process, args=(2, port, str(two), str(tmp_path / "cache2"), md5),
+             nprocs=2, join=True)
+    got = json.loads((two / "eval.json").read_text())
+    assert got["fid"]["value"] == pytest.approx(expected["fid"]["value"], rel=1e-6)
+    assert got["kid"]["mean"] == pytest.approx(expected["kid"]["mean"], rel=1e-6)
+    for a, b in zip(got["bound"]["estimates"], expected["bound"]["estimates"]):
+        assert a["bits_per_dim"] == pytest.approx(b["bits_per_dim"], rel=1e-9)
+        assert a["num_points"] == b["num_points"] == 20
+    for a, b in zip(got["chain"]["snapshots"], expected["chain"]["snapshots"]):
+        assert a["fid"] == pytest.approx(b["fid"], rel=1e-6)
+        for key in ("move_from_previous_per_dim", "last_step_move_per_dim", "pair_distance_per_dim"):
+            want = b["mixing"][key]
+            assert a["mixing"][key] == (None if want is None else pytest.approx(want, rel=1e-9))

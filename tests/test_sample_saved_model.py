@@ -13,9 +13,10 @@ import torch
 
 import walkback
 from walkback import get_preset
-from walkback.cli import main
+from walkback.cli import SAMPLE_BLOCK, main
 from walkback.config import apply_overrides
 from walkback.sampler import anneal_progressive
+from walkback.streams import StackedRandom
 from walkback.train import train
 
 SETS = ["train.steps=30", "train.device=cpu", "mlp.hidden=16", "mlp.depth=1",
@@ -81,7 +82,8 @@ def test_cli_sample_writes_samples_and_states_and_guards_the_picture(
         meta = json.loads(str(npz["meta"]))
     assert meta["K"] == 4 and meta["start_step"] == 4 and meta["reported"].startswith("samples")
     model = walkback.load(started_run)
-    expected = model.sample(30, generator=torch.Generator().manual_seed(0))
+    # chain i draws from stream i // 50 of seed 0 (the command's per-chain streams)
+    expected = model.sample(30, generator=StackedRandom(0, 0, 30, block=SAMPLE_BLOCK))
     np.testing.assert_array_equal(np.load(out)["samples"], expected.samples.numpy())
     capsys.readouterr()
     # a picture name is refused; an existing picture beside the npz is not replaced

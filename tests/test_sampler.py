@@ -181,6 +181,9 @@ def test_stacked_streams_follow_the_examples_not_the_batch() -> None:
     assert torch.equal(single, StackedRandom(3, 0, 8, block=1).randn((8, 3))[5:6])
     with pytest.raises(ValueError, match="multiple of block"):
         StackedRandom(0, 3, 10, block=2)
+    with pytest.raises(ValueError, match="at most stop"):
+        StackedRandom(0, 4, 2, block=2)
+    assert StackedRandom(0, 4, 4, block=2).num == 0  # an empty share
     with pytest.raises(ValueError, match="covers 10"):
         whole.randn((9, 3))
 

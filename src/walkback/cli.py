@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .config import Config, apply_overrides, config_to_json
 from .errors import ConfigError, WalkbackError
 from .data.images import IMAGE_DATASETS
@@ -30,11 +31,14 @@ from .evaluation.toy import REPORTED, REPORTED_STATES
 from .presets import PRESETS, get_preset
 from .model import START_FIT_POINTS, START_PRIOR_FILE
 from .runs import load_data, load_run_config, load_run_model, resolve_device
+from .streams import StackedRandom
 from .train import train
 
 __all__ = ["main", "build_parser"]
 
 
+SAMPLE_BLOCK = 50  # chains per random stream of `walkback sample`
+DIST_TIMEOUT_S = 300.0  # torchrun: how long a process waits for the others
 START_HELP = ("start the chains at heating step S <= K, from the Gaussian fit to training data "
               "heated S steps that is saved with the model (S cooling steps instead of K)")
 
@@ -72,6 +76,8 @@ def _train(args: argparse.Namespace) -> int:
         config = _resolve_config(args.preset, args.set)
     result = train(config, run_dir, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress)
+    if not distributed.world().main:
+        return 0
     print(f"trained {config.preset} to step {result.step} in {run_dir}")
     print(f"  config:      {run_dir / 'config.json'}")
     print(f"  metrics:     {run_dir / 'metrics.jsonl'}")
@@ -90,7 +96,8 @@ def _sample(args: argparse.Namespace) -> int:
     taken = [p for p in (out, out.with_suffix(".png")) if p.exists()]
     if taken and not args.overwrite:
         raise ConfigError(f"{taken[0]} already exists; pass --overwrite to replace it")
-    device = str(resolve_device(args.device, setting="--device"))
+    here = distributed.init(resolve_device(args.device, setting="--device"), DIST_TIMEOUT_S)
+    device = str(distributed.local_device(resolve_device(args.device, setting="--device")))
     model = load_run_model(args.run_dir, device=device).eval()
     config = model.config if model.config is not None else load_run_config(Path(args.run_dir))
     if args.sampler is not None:
@@ -100,18 +107,30 @@ def _sample(args: argparse.Namespace) -> int:
     extra = args.extra_steps if args.extra_steps is not None else config.sample.extra_steps
     batch = args.batch_size if args.batch_size is not None else config.sample.batch_size
     start = args.start_step if args.start_step is not None else model.start_step
-    generator = torch.Generator(device).manual_seed(args.seed)
-    with torch.no_grad():
-        result = model.sample(args.num_samples, extra_steps=extra, batch_size=batch,
-                              generator=generator, start_step=start)
+    # chain i draws from stream i // SAMPLE_BLOCK: the same chains for any batch size and any
+    # number of processes (each runs its share of whole blocks; rank 0 gathers and writes)
+    first, stop = distributed.share(args.num_samples, SAMPLE_BLOCK)
+    parts = ([], [])
+    if stop > first:
+        streams = StackedRandom(args.seed, first, stop, block=SAMPLE_BLOCK, device=device)
+        with torch.no_grad():
+            result = model.sample(stop - first, extra_steps=extra, batch_size=batch,
+                                  generator=streams, start_step=start)
+        parts = ([result.samples.cpu()], [result.states.cpu()])
+    gathered = distributed.gather(parts)
+    if not here.main:
+        return 0
+    samples = torch.cat([t for p in gathered for t in p[0]])
+    states = torch.cat([t for p in gathered for t in p[1]])
     k = start or len(model.active_temperatures)
     meta = {"run_dir": str(args.run_dir), "data": config.data.name, "method": config.method,
             "K": k, "E": extra, "seed": args.seed, "N": args.num_samples, "reported": REPORTED,
-            "states": REPORTED_STATES, **({"start_step": start} if start else {}),
+            "states": REPORTED_STATES, "streams": f"chain i: seed {args.seed}, block "
+            f"{SAMPLE_BLOCK} (streams.StackedRandom)", **({"start_step": start} if start else {}),
             **({"sampler": args.sampler} if args.sampler else {})}
     toy = config.data.name in TOY_DATASETS
     reference = load_data(config).train[: args.num_samples] if toy else None  # generated
-    write_samples(out, result.samples, states=result.states, meta=meta, reference=reference)
+    write_samples(out, samples, states=states, meta=meta, reference=reference)
     print(f"wrote {args.num_samples} samples (K={k}, E={extra}, seed {args.seed}) to {out}"
           f" and {out.with_suffix('.png')}")
     return 0
@@ -212,6 +231,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                                   f"not the toy run in {args.run_dir}")
         result = evaluate(args.run_dir, options=_eval_options(args, command))
         out = Path(args.run_dir)
+        if not result:  # torchrun: another process (rank 0) reports
+            return 0
         if config.data.name in TOY_DATASETS:
             print("\n".join(_summary(result)))
             print(f"wrote {out / 'eval.json'} and {out / 'figures'}/")
@@ -438,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    finally:
+        distributed.shutdown()  # under torchrun: leave the process group
 
 
 if __name__ == "__main__":

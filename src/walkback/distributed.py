@@ -19,7 +19,7 @@ import torch.distributed as dist
 from .errors import ConfigError, TrainingError
 
 __all__ = ["World", "init", "world", "local_device", "all_mean", "broadcast_value",
-           "barrier", "failure", "wrap_backbone", "unwrap_state", "shutdown"]
+           "share", "gather", "barrier", "failure", "wrap_backbone", "unwrap_state", "shutdown"]
 
 DDP_PREFIX = "module."
 
@@ -71,15 +71,14 @@ def local_device(device: torch.device) -> torch.device:
     return torch.device("cuda", world().local_rank) if device.type == "cuda" else device
 
 
-def failure(what: str, exc: BaseException) -> TrainingError:
+def failure(what: str, exc: BaseException, hint: str = "") -> TrainingError:
     """The one-line error of a process whose exchange with the others failed: another process
-    died, or stopped answering for ``train.dist_timeout_s``."""
+    died, or stopped answering for the timeout."""
     here = world()
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return TrainingError(f"rank {here.rank} of {here.size}: {what} failed: another process died "
-                         f"or stopped answering ({first}); continue from the last checkpoint "
-                         "with --resume")
+                         f"or stopped answering ({first}){hint}")
 
 
 def _collective(what: str, fn) -> None:
@@ -106,6 +105,27 @@ def broadcast_value(value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     _collective("agreeing on the clock", lambda: dist.broadcast(t, src=0))
     return float(t.item())
+
+
+def share(num: int, block: int) -> tuple[int, int]:
+    """This process's examples ``start .. stop - 1`` of ``num``: whole blocks of ``block``,
+    contiguous in rank order, as even as blocks allow (``start == stop``: none)."""
+    here = world()
+    blocks = -(-num // block)
+    first = here.rank * (blocks // here.size) + min(here.rank, blocks % here.size)
+    count = blocks // here.size + (here.rank < blocks % here.size)
+    return min(num, first * block), min(num, (first + count) * block)
+
+
+def gather(value):
+    """Every process's ``value`` (any picklable object, CPU tensors included), in rank order,
+    on rank 0; ``None`` on the others. One process: ``[value]``."""
+    if not world().distributed:
+        return [value]
+    here = world()
+    out = [None] * here.size if here.main else None
+    _collective("gathering the results", lambda: dist.gather_object(value, out, dst=0))
+    return out
 
 
 def barrier() -> None:

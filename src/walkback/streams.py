@@ -52,9 +52,9 @@ class StackedRandom:
 
     def __init__(self, seed: int, start: int, stop: int, *, block: int = DEFAULT_BLOCK,
                  device: torch.device | str = "cpu") -> None:
-        if block < 1 or start % block != 0 or stop <= start:
+        if block < 1 or start % block != 0 or stop < start:
             raise ValueError(f"StackedRandom: start {start} must be a multiple of block {block} "
-                             f"and below stop {stop}")
+                             f"and at most stop {stop}")
         self.seed, self.start, self.stop, self.block = seed, start, stop, block
         self.device = torch.device(device)
         self.sizes: list[int] = []

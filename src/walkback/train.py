@@ -36,7 +36,7 @@ from .model import Walkback, build_model, load_state
 from .runs import amp_autocast, enable_fast_kernels, holds_run, load_data, resolve_device
 from .objective import (
     negative_bound, sampled_walkback_loss, transition_batches, transition_walkback_loss,
-    unit_weights, walkback_loss, walkback_step_loss,
+    objective_from_config, unit_weights, walkback_loss, walkback_step_loss,
 )
 from .schedule import heating_stops
 from .streams import Generator, StackedRandom, mix_seed
@@ -48,6 +48,7 @@ RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "model", "figures", 
              "samples.npz", "snapshots")
 
 
+RESUME_HINT = "; continue from the last checkpoint with --resume"
 PRIOR_FIT_POINTS = 5000  # lifted training points the prior is first fitted to (hidden units)
 
 
@@ -237,7 +238,7 @@ def _online(w: _Walk) -> _Walked:
         temperature = float(w.temps[t])
         with w.autocast():
             term = walkback_step_loss(w.model.operator, s, s_next, temperature,
-                                      w.config.train.objective, w.weights)
+                                      objective_from_config(w.config.train), w.weights)
         norms.append(w.update(term.mean() / w.dim, f"heating step t={t + 1}, term "
                               f"-log p_T(s_t-1|s_t) at T={temperature:.4g}"))
         terms.append(term.detach().mean())
@@ -259,7 +260,7 @@ def _transitions(w: _Walk) -> _Walked:
         local = r.own_transitions(index)  # this process's share of the update
         with w.autocast():
             term = transition_walkback_loss(w.model.operator, path, w.temps, local,
-                                            objective=cfg.objective, weights=w.weights)
+                                            objective=objective_from_config(cfg), weights=w.weights)
         # the update's mean over all its transitions (DDP averages the processes' gradients)
         mean = term.mean() if len(local) == len(index) else term.sum() * r.size / len(index)
         norms.append(w.update(k * mean / w.dim, f"update {len(norms) + 1}: {len(index)} "
@@ -274,7 +275,7 @@ def _sampled_steps(w: _Walk) -> _Walked:
         path = w.walk_away()
         n = min(w.config.train.loss_steps, path.num_steps)
         total, _ = sampled_walkback_loss(w.model.operator, path, w.temps, n,
-                                         objective=w.config.train.objective,
+                                         objective=objective_from_config(w.config.train),
                                          generator=w.random.shared, weights=w.weights)
     norm = w.update(total.mean() / w.dim, f"{n} of {path.num_steps} heating steps of "
                     "-log p_T(s_t-1|s_t)")
@@ -299,7 +300,7 @@ def _whole_path(w: _Walk) -> _Walked:
     """One update on the sum of the path's walk-back terms (``train.mode=accumulate``)."""
     with w.autocast():
         path = w.walk_away()
-        per_step = walkback_loss(w.model.operator, path, w.temps, w.config.train.objective,
+        per_step = walkback_loss(w.model.operator, path, w.temps, objective_from_config(w.config.train),
                                  w.weights)
     norm = w.update(per_step.sum(0).mean() / w.dim, f"sum over {path.num_steps} heating steps "
                     "of -log p_T(s_t-1|s_t)")
@@ -475,7 +476,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         except RuntimeError as exc:  # the gradients' all-reduce: a process died or hangs
             if not here.distributed:
                 raise
-            raise distributed.failure(f"minibatch {step + 1}", exc) from None
+            raise distributed.failure(f"minibatch {step + 1}", exc, RESUME_HINT) from None
         step, updates = step + 1, updates + int(stats["updates"])
         transitions += int(stats["transitions"]) * here.size
         bar.update(1)

@@ -33,7 +33,8 @@ from tqdm import tqdm
 from ..data.images import to_display_uint8
 from ..errors import ConfigError
 from ..sampler import ChainState, anneal
-from ..streams import Generator
+from .. import distributed
+from ..streams import Generator, StackedRandom
 
 __all__ = ["Snapshot", "ChainRun", "parse_chain_steps", "run_chains", "MIX_KEEP"]
 
@@ -110,11 +111,13 @@ def _pair_distance(kept: torch.Tensor) -> float | None:
 
 
 class _Capture:
-    """The ``anneal`` callback: accumulates each wanted chain index over the batches."""
+    """The ``anneal`` callback: accumulates each wanted chain index over the batches (chain
+    indices from ``offset``: where this process's share of the chains starts)."""
 
     def __init__(self, model, indices: list[int], report: str, keep: int | None, images: bool,
-                 bar: tqdm) -> None:
+                 bar: tqdm, offset: int) -> None:
         self.model, self.report, self.keep, self.images, self.bar = model, report, keep, images, bar
+        self.offset = offset
         self.acc = {i: _Acc() for i in indices}
         self.previous: torch.Tensor | None = None
         self.last_snapshot: torch.Tensor | None = None
@@ -129,6 +132,7 @@ class _Capture:
         self.bar.update(len(item.state))
 
     def _add(self, acc: _Acc, item: ChainState, start: int) -> None:
+        start += self.offset
         use_mean = self.report == "samples" and item.mean is not None
         shown = self.model.visible(item.mean if use_mean else item.state)
         if self.keep is None or start < self.keep:
@@ -146,11 +150,21 @@ class _Capture:
         acc.outside += int((shown.abs() > 1).sum())
         acc.values += shown.numel()
 
-    def finish(self, num: int, k: int) -> ChainRun:
+    @staticmethod
+    def finish(accs: list[dict[int, _Acc]], num: int, k: int) -> ChainRun:
+        """The snapshots of the shares' accumulators ``accs`` (in chain order)."""
         snapshots, first = [], True
-        for index in sorted(self.acc):
-            a = self.acc[index]
-            kept = torch.cat(a.kept)
+        for index in sorted(accs[0]):
+            a = _Acc()
+            for share in accs:
+                b = share[index]
+                a.shown += b.shown
+                a.images += b.images
+                a.kept += b.kept
+                a.move, a.last = a.move + b.move, a.last + b.last
+                a.nonfinite, a.outside = a.nonfinite + b.nonfinite, a.outside + b.outside
+                a.values += b.values
+            kept = torch.cat(a.kept)[:MIX_KEEP]
             snapshots.append(Snapshot(
                 extra_steps=index - k, chain_index=index, shown=torch.cat(a.shown),
                 images=torch.cat(a.images) if a.images else None,
@@ -165,10 +179,15 @@ class _Capture:
 @torch.no_grad()
 def run_chains(model, num: int, extra_steps: Sequence[int], *, generator: Generator,
                batch_size: int, progress: bool = False, report: str = "samples",
-               keep: int | None = MIX_KEEP, images: bool = True) -> ChainRun:
+               keep: int | None = MIX_KEEP, images: bool = True) -> ChainRun | None:
     """Run ``num`` chains of ``model`` (a ``Walkback``) to ``K + max(extra_steps)`` steps, in
     batches of ``batch_size``, and keep a snapshot at each ``E`` in ``extra_steps`` (``-K <= E``);
-    ``report``: "samples" or "states" become what is shown (module docstring)."""
+    ``report``: "samples" or "states" become what is shown (module docstring).
+
+    ``generator``: a ``torch.Generator`` (one stream for all chains, one process), or the
+    ``StackedRandom`` streams of this process's share of the chains (``distributed.share``):
+    under torchrun each process runs its share and rank 0 gets the whole run (``None`` on the
+    others); the numbers equal those of one process."""
     if report not in ("samples", "states"):
         raise ValueError(f"report must be 'samples' or 'states', got {report!r}")
     temps = model.active_temperatures
@@ -177,10 +196,14 @@ def run_chains(model, num: int, extra_steps: Sequence[int], *, generator: Genera
     if wanted[0] < 0:
         raise ValueError(f"extra steps must be at least -K = {-k}, got {wanted[0] - k}")
     e_max = max(0, wanted[-1] - k)
-    bar = tqdm(total=num * (k + e_max + 1), disable=not progress, desc=f"chains (K={k}, E<={e_max})",
-               unit="state", unit_scale=True)
-    capture = _Capture(model, wanted, report, keep, images, bar)
-    anneal(model.operator, model.prior, temps, num, extra_steps=e_max, batch_size=batch_size,
-           generator=generator, callback=capture)
+    shared = isinstance(generator, StackedRandom)
+    first, stop = (generator.start, generator.stop) if shared else (0, num)
+    bar = tqdm(total=(stop - first) * (k + e_max + 1), disable=not progress,
+               desc=f"chains (K={k}, E<={e_max})", unit="state", unit_scale=True)
+    capture = _Capture(model, wanted, report, keep, images, bar, first)
+    if stop > first:
+        anneal(model.operator, model.prior, temps, stop - first, extra_steps=e_max,
+               batch_size=batch_size, generator=generator, callback=capture)
     bar.close()
-    return capture.finish(num, k)
+    accs = distributed.gather(capture.acc) if shared else [capture.acc]
+    return None if accs is None else _Capture.finish(accs, num, k)

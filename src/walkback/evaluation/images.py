@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..atomic import sha256_file
 from ..config import Config
 from ..data.images import CELEBA_DEFAULT_RESOLUTION, IMAGE_DATASETS, to_model_space
@@ -46,6 +47,8 @@ from .sections import (
 )
 
 __all__ = ["evaluate_image_run", "evaluate_samples_file"]
+
+DIST_TIMEOUT_S = 600.0  # torchrun: how long a process waits for the others
 
 
 def _cache_dir(options: EvalOptions) -> Path:
@@ -106,6 +109,8 @@ def _bound_results(model, data: ImageData, options: EvalOptions, config: Config,
     section = bound_section(model.bound_model(), data, "test", options.bound_points, ms,
                             seed=options.seed + 1, batch_size=batch, block=options.block,
                             progress=options.progress)
+    if section is None:  # torchrun: rank 0 reports the gathered estimate
+        return None, {}
     est, p = section["estimates"][0], section["protocol"]
     title = caption(p) + f", M=1: {est['bits_per_dim']:.3f} bits/dim"
 
@@ -128,7 +133,8 @@ def evaluate_image_run(run_dir: str | Path, options: EvalOptions | None = None) 
     options, run_dir = options or EvalOptions(), Path(run_dir)
     config: Config = load_run_config(run_dir)
     metrics = resolve_metrics(options.metrics, config.data.name, has_model=True)
-    device = resolve_device(options.device, setting="--device")
+    here = distributed.init(resolve_device(options.device, setting="--device"), DIST_TIMEOUT_S)
+    device = distributed.local_device(resolve_device(options.device, setting="--device"))
     enable_fast_kernels(device)
     model = load_run_model(run_dir, device=str(device)).eval()
     data = ImageData(config.data.name, options.data_root or config.data.root,
@@ -146,10 +152,13 @@ def evaluate_image_run(run_dir: str | Path, options: EvalOptions | None = None) 
     if sampling:
         sections, figures = _sample_results(model, data, options, metrics, config, device)
         result.update(sections)
-        figures.update(_pictures(model, data, options.seed))
     if "bound" in metrics:
         result["bound"], bound_figures = _bound_results(model, data, options, config, batch)
         figures.update(bound_figures)
+    if not here.main:  # torchrun: the chains and the bound were shared; rank 0 reports
+        return {}
+    if sampling:
+        figures.update(_pictures(model, data, options.seed))
     result["data"] = data.describe()
     with _sampling_autocast(options, device):
         result = write_outputs(run_dir, result, figures)
@@ -167,11 +176,14 @@ def _sample_results(model: Walkback, data: ImageData, options: EvalOptions, metr
     k = len(model.active_temperatures)
     es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
     n, e_main = options.num_samples or config.sample.num_samples, config.sample.extra_steps
-    streams = StackedRandom(options.seed, 0, n, block=options.block, device=device)
+    first, stop = distributed.share(n, options.block)  # this process's chains (all, alone)
+    streams = StackedRandom(options.seed, first, stop, block=options.block, device=device)
     with _sampling_autocast(options, device):
         chains = run_chains(model, n, sorted({e_main, *es}), generator=streams,
                             batch_size=options.batch_size or config.sample.batch_size,
                             progress=options.progress, report=options.report)
+    if chains is None:  # torchrun: rank 0 scores the gathered chains
+        return {}, {}
     ctx, networks = _context(data, metrics, options, device)
     quality = {s.extra_steps: sample_quality(s.images, ctx, desc=f"E={s.extra_steps}")
                for s in chains.snapshots if s.extra_steps == e_main or "chain" in metrics}

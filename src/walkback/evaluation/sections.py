@@ -73,15 +73,18 @@ def chain_section(run: ChainRun, quality: dict[int, tuple[dict, torch.Tensor | N
 
 def bound_section(model, data: ImageData, split: str, num_points: int | None, ms: list[int], *,
                   seed: int, batch_size: int, block: int = DEFAULT_BLOCK,
-                  progress: bool = False) -> dict:
-    """Bits/dim of the bound on ``split`` for each M in ``ms`` (seeds ``seed``, ``seed + 1``, ...)."""
+                  progress: bool = False) -> dict | None:
+    """Bits/dim of the bound on ``split`` for each M in ``ms`` (seeds ``seed``, ``seed + 1``, ...);
+    ``None`` on the processes other than rank 0 under torchrun."""
     images = data.split(split)
     x = images.images if num_points is None else images.images[:num_points]
     estimates = []
     for i, m in enumerate(ms):
         est = estimate_bound(model, x, num_paths=m, seed=seed + i, batch_size=batch_size, block=block,
                              progress=progress)
-        estimates.append({**est.as_dict(), "seed": seed + i})
+        estimates.append(None if est is None else {**est.as_dict(), "seed": seed + i})
+    if None in estimates:  # another process holds the results (torchrun: rank 0)
+        return None
     protocol = {"data": data.name, "split": split, "source": images.source, "checksum": images.checksum,
                 "num_points": len(x), "K": len(model.active_temperatures), "M": ms,
                 "units": "bits/dim (8-bit data)", "dequantization": "v = (x + u) / 256, u ~ U[0, 1)",

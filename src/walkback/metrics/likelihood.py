@@ -26,6 +26,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
+from .. import distributed
 from ..data.images import dequantize
 from ..streams import DEFAULT_BLOCK, StackedRandom, block_batches
 from ..objective import variational_bound
@@ -128,17 +129,20 @@ def _finish(dim: int, num_paths: int, bits: list[torch.Tensor], elbo: list[torch
 @torch.no_grad()
 def _bound_loop(model: BoundModel, data: torch.Tensor,
                 prepare: Callable[[torch.Tensor, StackedRandom], torch.Tensor], *, num_paths: int,
-                seed: int, batch_size: int, block: int, progress: bool) -> BoundEstimate:
+                seed: int, batch_size: int, block: int, progress: bool) -> BoundEstimate | None:
     """Estimate the bound of ``prepare(batch, noise)`` (model-space states) over ``data`` in
-    batches of whole noise blocks."""
+    batches of whole noise blocks. Under torchrun each process scores its share of whole blocks
+    (``distributed.share``) and rank 0 gets the estimate (``None`` on the others)."""
     if num_paths < 1 or len(data) < 1:
         raise ValueError(f"need num_paths >= 1 and at least one point, got {num_paths}, {len(data)}")
     device, dtype = model.prior.mean.device, model.prior.mean.dtype
     temps = model.active_temperatures
     dim = math.prod(data.shape[1:])
+    first, last = distributed.share(len(data), block)
     parts: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
-    bar = tqdm(total=len(data), disable=not progress, desc=f"bound M={num_paths}", unit="img")
-    for start, stop in block_batches(len(data), batch_size, block):
+    bar = tqdm(total=last - first, disable=not progress, desc=f"bound M={num_paths}", unit="img")
+    for start, stop in block_batches(last - first, batch_size, block):
+        start, stop = first + start, first + stop
         noise = StackedRandom(seed, start, stop, block=block, device=device)
         y = prepare(data[start:stop].to(device), noise).to(dtype)
         r = variational_bound(model.operator, model.prior, model.heating_path(temps), temps, y,
@@ -149,12 +153,15 @@ def _bound_loop(model: BoundModel, data: torch.Tensor,
             store.append(value.detach().to("cpu", torch.float64))
         bar.update(stop - start)
     bar.close()
-    return _finish(dim, num_paths, *parts)
+    gathered = distributed.gather(parts)
+    if gathered is None:
+        return None
+    return _finish(dim, num_paths, *([t for share in gathered for t in share[i]] for i in range(5)))
 
 
 def estimate_bound(model: BoundModel, images: torch.Tensor, *, num_paths: int = 1, seed: int = 0,
                    batch_size: int = 500, block: int = DEFAULT_BLOCK,
-                   progress: bool = False) -> BoundEstimate:
+                   progress: bool = False) -> BoundEstimate | None:
     """Bits/dim of the bound on uint8 images ``(N, C, H, W)``, dequantized (module docstring)."""
     if images.dtype != torch.uint8:
         raise TypeError(f"estimate_bound: expected uint8 images, got {images.dtype}")
@@ -164,7 +171,7 @@ def estimate_bound(model: BoundModel, images: torch.Tensor, *, num_paths: int = 
 
 def estimate_bound_model_space(model: BoundModel, y: torch.Tensor, *, num_paths: int = 1,
                                seed: int = 0, batch_size: int = 500, block: int = DEFAULT_BLOCK,
-                               progress: bool = False) -> BoundEstimate:
+                               progress: bool = False) -> BoundEstimate | None:
     """The same estimator on continuous model-space states ``y`` ``(N, *shape)`` (no
     dequantization): bits/dim as if ``y = 2 v - 1`` with ``v`` the dequantized data."""
     return _bound_loop(model, y, lambda batch, noise: batch, num_paths=num_paths, seed=seed,
