@@ -26,7 +26,7 @@ SETS = ["mlp.hidden=32", "data.num_train=2000", "data.num_heldout=200", "schedul
         "train.batch_size=64", "train.device=cpu", "train.noise=streams", "train.log_every=5",
         "train.checkpoint_every=10", "sample.num_samples=100", "train.dist_timeout_s=30"]
 MODES = {  # every training mode, and both baselines
-    "online": ["mog"],
+    "online": ["mog", "train.mode=online"],
     "accumulate": ["mog", "train.mode=accumulate"],
     "transitions": ["mog", "train.mode=transitions", "train.transition_batch=48"],
     "loss_steps": ["mog", "train.mode=accumulate", "train.loss_steps=2"],
