@@ -115,6 +115,11 @@ class ScheduleConfig:
 class TrainConfig:
     objective: str = "paper"  # "paper" | "released" (the 2017 code's loss, docs/method.md) | "bound": the whole
     # variational bound, heating path reparameterised (gradients flow through q; accumulate only)
+    # | "decoupled": the paper's term in value, the mean trained by its squared error over a fixed
+    # per-step variance, the variance by the NLL at the detached mean (docs/method.md)
+    decoupled_scale: str = "heating"  # decoupled: the mean's fixed variance v_t: "heating" (the
+    # heating step's batch-mean noise variance, detached) | "learned" (sg(T var) per example)
+    variance_weight: float = 1.0  # decoupled: weight of the variance's term
     heating: str = "model"  # "model" (VW) | "fixed" (NET-style Gaussian diffusion)
     mode: str = "online"  # "online": one update per heating step | "accumulate": one per path |
     # "transitions": the path's K * B transitions shuffled into updates of transition_batch each
@@ -197,7 +202,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.form": ("2017", "conditioned"),
     "model.mean_scale": ("none", "noise"),
     "model.noise_scale": ("auto", "temperature", "beta"),
-    "train.objective": ("paper", "released", "bound"),
+    "train.objective": ("paper", "released", "bound", "decoupled"),
+    "train.decoupled_scale": ("heating", "learned"),
     "train.heating": ("model", "fixed"),
     "train.mode": ("online", "accumulate", "transitions"),
     "train.device": ("auto", "cpu", "cuda"),
@@ -240,6 +246,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "train.transition_batch": AT_LEAST_0,
     "train.loss_steps": AT_LEAST_0,
     "train.hidden_weight": AT_LEAST_0,
+    "train.variance_weight": AT_LEAST_0,
     "train.steps": AT_LEAST_1,
     "train.batch_size": AT_LEAST_1,
     "train.lr": ABOVE_0,
@@ -435,6 +442,14 @@ def validate(config: Config) -> Config:
         raise ConfigError("config key train.objective: 'bound' is a bound on log p(v, h) for the "
                           "rate network (hidden units included), which grows without limit as h "
                           "becomes predictable; use 'paper'")
+    if flat["train.objective"] != "decoupled":
+        for key in ("train.decoupled_scale", "train.variance_weight"):
+            if flat[key] != getattr(TrainConfig, key.split(".")[1]):
+                raise ConfigError(f"config key {key}: needs train.objective=decoupled")
+    if flat["train.objective"] == "decoupled" and flat["train.decoupled_scale"] == "heating" \
+            and flat["train.heating"] == "fixed" and flat["train.mode"] == "online":
+        raise ConfigError("config key train.decoupled_scale: 'heating' with train.heating=fixed "
+                          "needs the heating path (train.mode=accumulate or transitions)")
     if not 0 <= flat["sample.start_step"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key sample.start_step: must be in [0, schedule.num_steps]")
     save_minutes(flat["train.save_minutes"])

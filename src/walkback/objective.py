@@ -16,15 +16,67 @@ import torch
 from .prior import GaussianPrior
 from .streams import Generator
 from .trajectory import HeatingPath, Trajectory, walk_away
-from .transition import TransitionOperator
+from .transition import LOG_2PI, TransitionOperator
 
 __all__ = [
-    "Objective", "unit_weights", "walkback_step_loss", "walkback_loss", "sampled_walkback_loss",
-    "transition_batches", "transition_walkback_loss", "negative_bound", "BoundResult",
-    "variational_bound",
+    "Objective", "Decoupled", "objective_from_config", "decoupled_gaussian_nll", "unit_weights",
+    "walkback_step_loss", "walkback_loss", "sampled_walkback_loss", "transition_batches",
+    "transition_walkback_loss", "negative_bound", "BoundResult", "variational_bound",
 ]
 
-Objective = Literal["paper", "released"]
+DecoupledScale = Literal["heating", "learned"]
+
+
+@dataclass(frozen=True)
+class Decoupled:
+    """``train.objective=decoupled``: the walk-back term with the mean and the variance trained by
+    separate terms (``decoupled_gaussian_nll``). ``scale``: the fixed variance ``v_t`` the mean's
+    squared error is divided by, ``"heating"`` (the heating step's batch-mean noise variance
+    ``T_t var``, detached: one number per step) or ``"learned"`` (the operator's own ``T var`` at
+    the example, detached); ``variance_weight``: the weight of the variance's term."""
+
+    scale: DecoupledScale = "heating"
+    variance_weight: float = 1.0
+
+
+Objective = Literal["paper", "released", "decoupled"] | Decoupled
+
+
+def objective_from_config(train: object) -> Objective:
+    """The objective of a ``TrainConfig``: its ``objective`` string, or for ``"decoupled"`` the
+    ``Decoupled`` of its ``decoupled_scale`` and ``variance_weight``."""
+    name = getattr(train, "objective")
+    if name != "decoupled":
+        return name
+    return Decoupled(getattr(train, "decoupled_scale"), float(getattr(train, "variance_weight")))
+
+
+def decoupled_gaussian_nll(
+    x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, scale: torch.Tensor,
+    variance_weight: float = 1.0, weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``-log N(x; mean, diag(var))`` in value, per example ``(B,)``, with decoupled gradients.
+
+    With ``sg`` the stop-gradient and ``w = variance_weight``, per dimension::
+
+        mean term      M = (x - mean)^2 / (2 v)                   v = sg(scale), fixed
+        variance term  V = (log(2 pi var) + (x - sg(mean))^2 / var) / 2
+        loss           = M - sg(M) + w V + (1 - w) sg(V)
+
+    The value is ``V``, which is the Gaussian NLL. The gradient with respect to ``mean`` is
+    ``(mean - x) / v``, whatever ``var`` is, and the gradient with respect to ``var`` is ``w``
+    times the NLL's at the given mean. ``scale`` broadcasts against ``x`` (one number per
+    example, per step, or per unit). ``weights`` (one per state dimension) weigh both terms per
+    unit, as in ``gaussian_log_prob``.
+    """
+    v = scale.detach().to(x.dtype)
+    mean_term = (x - mean).square() / (2 * v)
+    var_term = 0.5 * (LOG_2PI + var.log() + (x - mean.detach()).square() / var)
+    per_dim = (mean_term - mean_term.detach() + variance_weight * var_term
+               + (1 - variance_weight) * var_term.detach())
+    if weights is not None:
+        per_dim = per_dim * weights
+    return per_dim.flatten(1).sum(1)
 
 
 def unit_weights(
@@ -44,6 +96,11 @@ def unit_weights(
                       torch.full((hidden_dim,), float(hidden_weight), device=device)])
 
 
+def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-example (or scalar) tensor shaped to broadcast against states ``like``."""
+    return values.reshape(values.shape + (1,) * (like.dim() - values.dim()))
+
+
 def walkback_step_loss(
     operator: TransitionOperator,
     s_prev: torch.Tensor,
@@ -51,12 +108,20 @@ def walkback_step_loss(
     temperature: float | torch.Tensor,
     objective: Objective = "paper",
     weights: torch.Tensor | None = None,
+    heat_var: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One heating step's walk-back term per example, shape ``(B,)``.
 
     ``paper``: ``-log p_T(s_{t-1} | s_t)``, the network applied to the later, hotter ``s_t``.
     ``released`` (the 2017 code's loss, docs/method.md): ``-log p_T(s_{t-1} | s_{t-1})``, the network applied to
     the state it is scored on; its optimum is the identity map.
+    ``decoupled`` (a ``Decoupled``; the string means its defaults): the paper's term in value,
+    its gradient split as in ``decoupled_gaussian_nll``: the mean by the squared error over a
+    fixed ``v_t``, the variance by the NLL at the detached mean (docs/method.md). With
+    ``scale="heating"``, ``v_t`` is ``heat_var``, the heating step's batch-mean noise variance
+    (a scalar or one per example, e.g. ``Trajectory.noise_var[t]``); ``None`` takes the batch
+    mean of the operator's own forward step ``T var(s_{t-1}, T)`` (the heating's, for
+    ``train.heating=model``), which needs one temperature for the whole batch.
     ``weights`` (one per state dimension, see ``unit_weights``) weigh the per-unit terms; ``None``
     is the plain log-density.
     """
@@ -64,7 +129,27 @@ def walkback_step_loss(
         return -operator.log_prob(s_prev, s_next.detach(), temperature, weights)
     if objective == "released":
         return -operator.log_prob(s_prev, s_prev.detach(), temperature, weights)
-    raise ValueError(f"objective must be 'paper' or 'released', got {objective!r}")
+    if objective == "decoupled":
+        objective = Decoupled()
+    if not isinstance(objective, Decoupled):
+        raise ValueError("objective must be 'paper', 'released', 'decoupled' or a Decoupled, "
+                         f"got {objective!r}")
+    step = operator(s_next.detach(), temperature)
+    var = step.total_var
+    if objective.scale == "learned":
+        scale = var.detach()
+    elif objective.scale == "heating":
+        if heat_var is None:
+            if isinstance(temperature, torch.Tensor) and temperature.dim() > 0:
+                raise ValueError("decoupled scale 'heating' with one temperature per example "
+                                 "needs heat_var (the heating's noise variance of each step)")
+            with torch.no_grad():
+                heat_var = operator(s_prev.detach(), temperature).total_var.mean()
+        scale = _broadcast(torch.as_tensor(heat_var, device=s_prev.device), s_prev)
+    else:
+        raise ValueError(f"decoupled scale must be 'heating' or 'learned', got {objective.scale!r}")
+    return decoupled_gaussian_nll(s_prev, step.mean, var, scale,
+                                  objective.variance_weight, weights)
 
 
 def walkback_loss(
@@ -79,7 +164,7 @@ def walkback_loss(
     return torch.stack(
         [
             walkback_step_loss(operator, states[t], states[t + 1], float(temperatures[t]),
-                               objective, weights)
+                               objective, weights, heat_var=trajectory.noise_var[t])
             for t in range(trajectory.num_steps)
         ]
     )
@@ -139,7 +224,9 @@ def transition_walkback_loss(
     t, i = index // batch, index % batch
     s_prev, s_next = trajectory.states[t, i], trajectory.states[t + 1, i]
     temps = temperatures.to(s_prev.device, s_prev.dtype)[t]
-    return walkback_step_loss(operator, s_prev, s_next, temps, objective, weights)
+    heat_var = trajectory.noise_var.to(s_prev.device, s_prev.dtype)[t]
+    return walkback_step_loss(operator, s_prev, s_next, temps, objective, weights,
+                              heat_var=heat_var)
 
 
 def negative_bound(
