@@ -1,6 +1,7 @@
 # walkback: two commands do all the set-up on a fresh machine (Python >= 3.10 and pip).
 #   make demo   create .venv, install, train the mog preset on the CPU, sample, evaluate, figures
-#   make test   install the dev extras and run the test suite
+#   make test   install the dev extras and run the test suite but the slow end-to-end runs
+#   make test-all   the whole suite (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -9,7 +10,7 @@ RUN    ?= runs/demo
 # a looser range would pull the newest CUDA build (gigabytes).
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test test-all install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ demo: install
 # two workers (one torch thread each, tests/conftest.py); worksteal keeps both busy while the
 # end-to-end runs take a minute or two each
 test: install-dev
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not slow"
+
+test-all: install-dev
 	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 clean:

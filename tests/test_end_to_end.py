@@ -15,6 +15,8 @@ from walkback.data.toy import toy_modes
 from walkback.metrics import ModeStats, mode_statistics
 from walkback.train import train
 
+pytestmark = pytest.mark.slow  # about 1 to 3 minutes each on 2 cores
+
 
 def _trained_mog_mode_statistics(preset: str, overrides: list[str], run_dir: Path,
                                  num_samples: int) -> list[tuple[int, ModeStats]]:

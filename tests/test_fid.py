@@ -29,6 +29,7 @@ def _stats(f: torch.Tensor) -> FeatureStats:
 
 # ----- Frechet distance and KID -------------------------------------------------------------------
 
+@pytest.mark.slow  # a 2048 x 2048 matrix square root in float64
 def test_fid_of_a_set_with_itself_is_zero() -> None:
     f = torch.rand(300, 2048, generator=_gen(0), dtype=torch.float64) ** 2  # singular covariance
     s = _stats(f)
