@@ -31,6 +31,7 @@ MODES = {
     "transitions": ["mog", "train.mode=transitions", "train.transition_batch=48"],
     "loss_steps": ["mog", "train.mode=accumulate", "train.loss_steps=2"],
     "bound": ["mog", "train.mode=accumulate", "train.objective=bound"],
+    "decoupled": ["mog", "train.mode=online", "train.objective=decoupled"],
     "ddpm": ["mog-diffusion"],
     "fixed": ["mog-fixed"],
 }

@@ -18,10 +18,14 @@ import torch.distributed as dist
 
 from .errors import ConfigError, TrainingError
 
-__all__ = ["World", "init", "world", "local_device", "all_mean", "broadcast_value",
+__all__ = ["ProcessGroupError", "World", "init", "world", "local_device", "all_mean", "broadcast_value",
            "share", "gather", "barrier", "failure", "wrap_backbone", "unwrap_state", "shutdown"]
 
 DDP_PREFIX = "module."
+
+
+class ProcessGroupError(TrainingError):
+    """An exchange between the processes failed: another process died or stopped answering."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +75,14 @@ def local_device(device: torch.device) -> torch.device:
     return torch.device("cuda", world().local_rank) if device.type == "cuda" else device
 
 
-def failure(what: str, exc: BaseException, hint: str = "") -> TrainingError:
+def failure(what: str, exc: BaseException, hint: str = "") -> ProcessGroupError:
     """The one-line error of a process whose exchange with the others failed: another process
     died, or stopped answering for the timeout."""
     here = world()
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
-    return TrainingError(f"rank {here.rank} of {here.size}: {what} failed: another process died "
-                         f"or stopped answering ({first}){hint}")
+    return ProcessGroupError(f"rank {here.rank} of {here.size}: {what} failed: another process "
+                             f"died or stopped answering ({first}){hint}")
 
 
 def _collective(what: str, fn) -> None:

@@ -10,6 +10,7 @@ and the heating cost is shared by ``K * B / train.transition_batch`` updates).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -211,9 +212,13 @@ class _Walk:
         return _update(self.model, self.ema, self.opt, loss, self.config, f"step {self.step}, {where}")
 
     def walk_away(self, *, reparameterized: bool = False) -> Trajectory:
-        return walk_away(self.heating, self.x, generator=self.random.examples,
-                         max_variance=self.max_var,
-                         reparameterized=reparameterized)
+        """The heating path of this process's examples; its per-step noise variances are the
+        whole minibatch's (averaged over the processes)."""
+        path = walk_away(self.heating, self.x, generator=self.random.examples,
+                         max_variance=self.max_var, reparameterized=reparameterized)
+        if self.random.size > 1:
+            path = dataclasses.replace(path, noise_var=distributed.all_mean(path.noise_var))
+        return path
 
 
 @dataclass
@@ -236,13 +241,15 @@ def _online(w: _Walk) -> _Walked:
             q = w.heating.step(s, t)
             s_next = q.sample(generator=w.random.examples)
         temperature = float(w.temps[t])
+        heat_var = distributed.all_mean(q.total_var.mean())  # over the whole minibatch
         with w.autocast():
             term = walkback_step_loss(w.model.operator, s, s_next, temperature,
-                                      objective_from_config(w.config.train), w.weights)
+                                      objective_from_config(w.config.train), w.weights,
+                                      heat_var=heat_var)
         norms.append(w.update(term.mean() / w.dim, f"heating step t={t + 1}, term "
                               f"-log p_T(s_t-1|s_t) at T={temperature:.4g}"))
         terms.append(term.detach().mean())
-        noise.append(q.total_var.mean())
+        noise.append(heat_var)
         s = s_next
         if heating_stops(noise[-1], w.max_var):
             break
@@ -477,6 +484,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
             if not here.distributed:
                 raise
             raise distributed.failure(f"minibatch {step + 1}", exc, RESUME_HINT) from None
+        except distributed.ProcessGroupError as exc:  # another exchange of the minibatch
+            raise distributed.ProcessGroupError(f"{exc} (minibatch {step + 1}){RESUME_HINT}") from None
         step, updates = step + 1, updates + int(stats["updates"])
         transitions += int(stats["transitions"]) * here.size
         bar.update(1)
