@@ -446,10 +446,6 @@ def validate(config: Config) -> Config:
         for key in ("train.decoupled_scale", "train.variance_weight"):
             if flat[key] != getattr(TrainConfig, key.split(".")[1]):
                 raise ConfigError(f"config key {key}: needs train.objective=decoupled")
-    if flat["train.objective"] == "decoupled" and flat["train.decoupled_scale"] == "heating" \
-            and flat["train.heating"] == "fixed" and flat["train.mode"] == "online":
-        raise ConfigError("config key train.decoupled_scale: 'heating' with train.heating=fixed "
-                          "needs the heating path (train.mode=accumulate or transitions)")
     if not 0 <= flat["sample.start_step"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key sample.start_step: must be in [0, schedule.num_steps]")
     save_minutes(flat["train.save_minutes"])
