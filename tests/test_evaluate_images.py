@@ -483,15 +483,15 @@ def _evaluate_in_process(rank: int, world: int, port: int, run: str, cache: str,
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     try:
-        evaluate(run, options=_options(Path(cache), metrics="fid,kid,bound,chain", batch_size=8,
-                                       classifier=None, floor=False))
+        evaluate(run, options=_options(Path(cache), metrics="fid,kid,classes,bound,chain",
+                                       batch_size=8, floor=False))
     finally:
         distributed.shutdown()
 
 
 def test_two_processes_evaluate_as_one(run_dir: Path, tmp_path: Path) -> None:
-    """Chains and bound shared by 2 processes (rank 0 gathers, scores and writes): the numbers
-    of one process, up to float summation order."""
+    """Chains, bound and sample features shared by 2 processes (rank 0 reports and writes): the
+    numbers of one process, up to float summation order."""
     import shutil
     import socket
 
@@ -500,8 +500,9 @@ def test_two_processes_evaluate_as_one(run_dir: Path, tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     for run in (one, two):
         shutil.copytree(run_dir, run)
-    expected = evaluate(one, options=_options(tmp_path / "cache1", metrics="fid,kid,bound,chain",
-                                              batch_size=8, classifier=None, floor=False))
+    expected = evaluate(one, options=_options(tmp_path / "cache1",
+                                              metrics="fid,kid,classes,bound,chain", batch_size=8,
+                                              floor=False))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -511,6 +512,9 @@ def test_two_processes_evaluate_as_one(run_dir: Path, tmp_path: Path) -> None:
     got = json.loads((two / "eval.json").read_text())
     assert got["fid"]["value"] == pytest.approx(expected["fid"]["value"], rel=1e-6)
     assert got["kid"]["mean"] == pytest.approx(expected["kid"]["mean"], rel=1e-6)
+    assert got["classes"]["fractions"] == expected["classes"]["fractions"]
+    assert got["classes"]["classifier_fid"] == pytest.approx(expected["classes"]["classifier_fid"],
+                                                             rel=1e-6)
     for a, b in zip(got["bound"]["estimates"], expected["bound"]["estimates"]):
         assert a["bits_per_dim"] == pytest.approx(b["bits_per_dim"], rel=1e-9)
         assert a["num_points"] == b["num_points"] == 20

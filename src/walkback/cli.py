@@ -249,6 +249,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = evaluate_samples_file(samples, data=args.data, data_root=args.data_root or "data",
                                        options=_eval_options(args, command), out_dir=out,
                                        key=args.samples_key)
+    if not result:  # torchrun: another process (rank 0) reports
+        return 0
     print("\n".join(image_summary(result)))
     print(f"wrote {out / 'eval.json'} and {out / 'figures'}/")
     return 0

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from .errors import ConfigError, TrainingError
 
 __all__ = ["ProcessGroupError", "World", "init", "world", "local_device", "all_mean", "broadcast_value",
-           "share", "gather", "barrier", "failure", "wrap_backbone", "unwrap_state", "shutdown"]
+           "share", "gather", "all_gather", "barrier", "failure", "wrap_backbone", "unwrap_state", "shutdown"]
 
 DDP_PREFIX = "module."
 
@@ -129,6 +129,15 @@ def gather(value):
     here = world()
     out = [None] * here.size if here.main else None
     _collective("gathering the results", lambda: dist.gather_object(value, out, dst=0))
+    return out
+
+
+def all_gather(value) -> list:
+    """Every process's ``value`` (picklable), in rank order, on every process."""
+    if not world().distributed:
+        return [value]
+    out = [None] * world().size
+    _collective("exchanging the results", lambda: dist.all_gather_object(out, value))
     return out
 
 

@@ -179,15 +179,15 @@ class _Capture:
 @torch.no_grad()
 def run_chains(model, num: int, extra_steps: Sequence[int], *, generator: Generator,
                batch_size: int, progress: bool = False, report: str = "samples",
-               keep: int | None = MIX_KEEP, images: bool = True) -> ChainRun | None:
+               keep: int | None = MIX_KEEP, images: bool = True) -> ChainRun:
     """Run ``num`` chains of ``model`` (a ``Walkback``) to ``K + max(extra_steps)`` steps, in
     batches of ``batch_size``, and keep a snapshot at each ``E`` in ``extra_steps`` (``-K <= E``);
     ``report``: "samples" or "states" become what is shown (module docstring).
 
     ``generator``: a ``torch.Generator`` (one stream for all chains, one process), or the
     ``StackedRandom`` streams of this process's share of the chains (``distributed.share``):
-    under torchrun each process runs its share and rank 0 gets the whole run (``None`` on the
-    others); the numbers equal those of one process."""
+    under torchrun each process runs its share and every process gets the whole run (the
+    numbers of one process)."""
     if report not in ("samples", "states"):
         raise ValueError(f"report must be 'samples' or 'states', got {report!r}")
     temps = model.active_temperatures
@@ -205,5 +205,5 @@ def run_chains(model, num: int, extra_steps: Sequence[int], *, generator: Genera
         anneal(model.operator, model.prior, temps, stop - first, extra_steps=e_max,
                batch_size=batch_size, generator=generator, callback=capture)
     bar.close()
-    accs = distributed.gather(capture.acc) if shared else [capture.acc]
-    return None if accs is None else _Capture.finish(accs, num, k)
+    accs = distributed.all_gather(capture.acc) if shared else [capture.acc]
+    return _Capture.finish(accs, num, k)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import distributed
 from ..atomic import atomic_write_bytes
 from ..data.imageset import ImageSet
 from ..metrics.classifier import FEATURE_DIM, ClassifierInfo, MNISTClassifier
@@ -74,19 +75,30 @@ def classifier_net(model: MNISTClassifier, info: ClassifierInfo) -> FeatureNet:
 
 @torch.no_grad()
 def extract_features(images: torch.Tensor, net: FeatureNet, *, device: torch.device,
-                     keep: int = KID_MAX, progress: bool = False, desc: str = "features") -> FeatureSet:
+                     keep: int = KID_MAX, progress: bool = False, desc: str = "features",
+                     shared: bool = False) -> FeatureSet:
     """Stream uint8 ``images`` ``(N, C, H, W)`` through ``net``: statistics of all, features of the
-    first ``keep`` (float32, CPU). Batches of ``net.batch_size``: no effect on the result."""
+    first ``keep`` (float32, CPU). Batches of ``net.batch_size``: no effect on the result.
+    ``shared``: every process (torchrun) calls this with the same images; each streams its share
+    of whole batches and every process gets the whole set (float64 sums in another order)."""
     check_images(images)
+    first, stop = distributed.share(len(images), net.batch_size) if shared else (0, len(images))
     stats, kept = FeatureStats.empty(net.dim), []
-    n_kept = 0
-    for batch in tqdm(images.split(net.batch_size), disable=not progress, desc=desc, unit="batch"):
+    n_kept = first
+    for batch in tqdm(images[first:stop].split(net.batch_size), disable=not progress, desc=desc,
+                      unit="batch"):
         f = net.fn(batch.to(device)).detach()
         stats.update(f)
         if n_kept < keep:
             kept.append(f[: keep - n_kept].to("cpu", torch.float32))
             n_kept += len(kept[-1])
-    return FeatureSet(stats, torch.cat(kept) if kept else None)
+    if shared and distributed.world().distributed:
+        parts = distributed.all_gather((stats, kept))
+        stats = parts[0][0]
+        for other, _ in parts[1:]:
+            stats = stats.merge(other)
+        kept = [t for _, share in parts for t in share]
+    return FeatureSet(stats, torch.cat(kept)[:keep] if kept else None)
 
 
 def _stem(cache_dir: Path, data: ImageSet, first: int | None, net: FeatureNet) -> Path:

@@ -169,6 +169,20 @@ def evaluate_image_run(run_dir: str | Path, options: EvalOptions | None = None) 
     return result
 
 
+def _shared_context(data: ImageData, metrics: list[str], options: EvalOptions,
+                    device: torch.device) -> tuple[QualityContext, dict]:
+    """The quality context on every process: rank 0 first (it computes and caches the reference
+    features and the MNIST classifier when they are not cached yet), then the others (which read
+    them); the sample features are then shared (``QualityContext.shared``)."""
+    main = distributed.world().main
+    ctx, networks = _context(data, metrics, options, device) if main else (None, None)
+    distributed.barrier()
+    if not main:
+        ctx, networks = _context(data, metrics, options, device)
+    ctx.shared = True
+    return ctx, networks
+
+
 def _sample_results(model: Walkback, data: ImageData, options: EvalOptions, metrics: list[str],
                     config: Config, device: torch.device) -> tuple[dict, dict]:
     """One set of chains gives the samples (``E = sample.extra_steps``) and every chain snapshot;
@@ -182,11 +196,11 @@ def _sample_results(model: Walkback, data: ImageData, options: EvalOptions, metr
         chains = run_chains(model, n, sorted({e_main, *es}), generator=streams,
                             batch_size=options.batch_size or config.sample.batch_size,
                             progress=options.progress, report=options.report)
-    if chains is None:  # torchrun: rank 0 scores the gathered chains
-        return {}, {}
-    ctx, networks = _context(data, metrics, options, device)
+    ctx, networks = _shared_context(data, metrics, options, device)
     quality = {s.extra_steps: sample_quality(s.images, ctx, desc=f"E={s.extra_steps}")
                for s in chains.snapshots if s.extra_steps == e_main or "chain" in metrics}
+    if not distributed.world().main:  # torchrun: rank 0 reports
+        return {}, {}
     base = {**_copy(data, metrics), "num_samples": n, "K": k, "E": e_main, "seed": options.seed,
             "reported": REPORTED_STATES if options.report == "states" else REPORTED}
     main = chains.at(e_main)
@@ -273,6 +287,8 @@ def evaluate_samples_file(path: str | Path, *, data: str, data_root: str,
     ``out_dir`` (default ``<parent>/<stem>_eval``)/eval.json and figures; returns the dict."""
     options, path = options or EvalOptions(), Path(path)
     metrics = resolve_metrics(options.metrics, data, has_model=False)
+    if not distributed.world().main:  # torchrun: a samples file is scored by rank 0 alone
+        return {}
     device = resolve_device(options.device, setting="--device")
     loaded = load_samples_file(path, _image_shape(data, options.resolution), key=key)
     images = loaded.images

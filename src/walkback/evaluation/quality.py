@@ -33,6 +33,7 @@ class QualityContext:
     classifier: MNISTClassifier | None = None
     classifier_net: FeatureNet | None = None
     classifier_reference: FeatureSet | None = None
+    shared: bool = False  # torchrun: every process scores the same images, each its share
 
 
 def kid_entry(features: torch.Tensor, reference: torch.Tensor, seed: int) -> dict:
@@ -47,7 +48,7 @@ def kid_entry(features: torch.Tensor, reference: torch.Tensor, seed: int) -> dic
 def _inception_entries(images: torch.Tensor, ctx: QualityContext, desc: str) -> dict:
     assert ctx.inception is not None and ctx.reference is not None
     feats = extract_features(images, ctx.inception, device=ctx.device, progress=ctx.progress,
-                             desc=f"{desc} features")
+                             desc=f"{desc} features", shared=ctx.shared)
     out: dict = {}
     if ctx.want_fid:
         out["fid"] = fid_from_stats(feats.stats, ctx.reference.stats)
@@ -62,7 +63,7 @@ def _class_entries(images: torch.Tensor, ctx: QualityContext) -> tuple[dict, tor
     labels, probs = predict(ctx.classifier, images, device=ctx.device)
     entry = asdict(class_histogram(labels, probs))
     if ctx.classifier_reference is not None:
-        feats = extract_features(images, ctx.classifier_net, device=ctx.device)
+        feats = extract_features(images, ctx.classifier_net, device=ctx.device, shared=ctx.shared)
         entry["classifier_fid"] = fid_from_stats(feats.stats, ctx.classifier_reference.stats)
     return entry, labels
 
