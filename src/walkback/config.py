@@ -287,6 +287,14 @@ MOVED: dict[str, str] = {
 }
 BACKBONE_SECTIONS = ("mlp", "unet", "rate")
 # keys of removed settings that saved configs may hold; config_from_saved drops them
+# keys that the DDPM baseline does not read (its forward process, loss and sampling levels come
+# from the diffusion section: docs/method.md, "Baselines"); method=ddpm keeps them at their
+# defaults, so that a key means one thing
+VW_ONLY = ("schedule.t0", "schedule.factor", "schedule.n1", "schedule.max_variance",
+           "model.alpha", "model.min_var", "model.mean_scale", "model.init_var",
+           "model.noise_scale", "train.objective", "train.mode", "train.transition_batch",
+           "train.loss_steps", "train.hidden_weight", "train.prior_momentum",
+           "train.decoupled_scale", "train.variance_weight")
 DROPPED = ("train.max_file_mb",)  # file splitting: checkpoints and models are written whole
 
 
@@ -385,8 +393,14 @@ def config_from_saved(tree: dict[str, Any]) -> Config:
     - Files written before ``model.noise_scale`` existed trained ``train.heating=fixed`` with
       T-scaled noise, which is ``noise_scale=temperature`` now (the default ``auto`` means
       ``beta`` there).
-    - Keys of removed settings (``DROPPED``: ``train.max_file_mb``) are dropped."""
+    - Keys of removed settings (``DROPPED``: ``train.max_file_mb``) are dropped.
+    - A DDPM run's keys that the DDPM does not read (``VW_ONLY``) take their defaults."""
     tree = dict(tree)
+    if tree.get("method") == "ddpm":
+        for key in VW_ONLY:
+            section, leaf = key.split(".")
+            if isinstance(tree.get(section), dict) and leaf in tree[section]:
+                tree[section] = {k: v for k, v in tree[section].items() if k != leaf}
     for key in DROPPED:
         section, leaf = key.split(".")
         if isinstance(tree.get(section), dict) and leaf in tree[section]:
@@ -474,7 +488,8 @@ def save_minutes(spec: str) -> list[float]:
 
 
 def _validate_ddpm(flat: dict[str, Any]) -> None:
-    """``method=ddpm``: a conditioned MLP or U-Net, levels and sampling steps that fit."""
+    """``method=ddpm``: a conditioned MLP or U-Net, levels and sampling steps that fit, and the
+    keys it does not read (``VW_ONLY``) at their defaults."""
     if flat["model.backbone"] not in ("mlp", "unet"):
         raise ConfigError(f"config key model.backbone: method=ddpm takes mlp or unet, "
                           f"got {flat['model.backbone']!r}")
@@ -491,3 +506,9 @@ def _validate_ddpm(flat: dict[str, Any]) -> None:
     if flat["diffusion.beta_start"] > flat["diffusion.beta_end"]:
         raise ConfigError("config keys diffusion.beta_start, diffusion.beta_end: need "
                           "beta_start <= beta_end")
+    defaults = _flatten(config_to_dict(Config()))
+    for key in VW_ONLY:
+        if flat[key] != defaults[key]:
+            raise ConfigError(f"config key {key}: method=ddpm does not read it (the DDPM's forward "
+                              f"process, loss and sampling levels come from diffusion.*); leave "
+                              f"it at {defaults[key]!r}, got {flat[key]!r}")

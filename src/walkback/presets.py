@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .config import Config, config_from_dict
+from .config import VW_ONLY, Config, config_from_dict
 from .errors import ConfigError
 
 __all__ = ["PRESETS", "get_preset"]
@@ -149,9 +149,20 @@ _FIXED: dict[str, Any] = {"model": {"form": "conditioned", "mean_scale": "noise"
 # 15,000 updates (about a minute on 2 CPU cores) meet the mog targets with 30 DDIM steps
 _TOY_DIFFUSION = {"train": {"steps": 15000}}
 _IMAGE_DIFFUSION = {"diffusion": {"clip": 1.0}}  # x0_hat clamped to the pixel range
+def _without(tree: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``tree`` without ``keys`` ("section.key"): they take their defaults."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
+    for key in keys:
+        section, leaf = key.split(".")
+        out.get(section, {}).pop(leaf, None)
+    return out
+
+
 for _name in ("mog", "spiral", "mnist", "cifar10", "celeba32"):
+    # the VW keys of the data set's preset that the DDPM does not read go back to their defaults
     PRESETS[f"{_name}-diffusion"] = _merge(
-        PRESETS[_name], _DIFFUSION, _TOY_DIFFUSION if _name in ("mog", "spiral") else _IMAGE_DIFFUSION)
+        _without(PRESETS[_name], VW_ONLY), _DIFFUSION,
+        _TOY_DIFFUSION if _name in ("mog", "spiral") else _IMAGE_DIFFUSION)
     PRESETS[f"{_name}-fixed"] = _merge(PRESETS[_name], _FIXED)
 
 
