@@ -203,3 +203,24 @@ def test_saved_fixed_runs_from_before_noise_scale_keep_their_t_scaled_operator()
     vw = config_to_dict(get_preset("mog"))
     del vw["model"]["noise_scale"]
     assert config_from_saved(vw).model.noise_scale == "auto"
+
+
+@pytest.mark.parametrize("key", ["schedule.factor=2", "train.mode=transitions", "model.min_var=0.1",
+                                 "train.objective=released"])
+def test_ddpm_refuses_the_keys_it_does_not_read(key: str) -> None:
+    """A key means one thing: the DDPM's forward process, loss and levels come from diffusion.*,
+    so the VW keys it would ignore are refused, naming the key."""
+    with pytest.raises(ConfigError, match=key.split("=")[0].replace(".", r"\.") + ": method=ddpm "
+                       "does not read it"):
+        apply_overrides(get_preset("mog-diffusion"), [key])
+
+
+def test_a_saved_ddpm_config_with_vw_keys_loads_with_them_reset() -> None:
+    """DDPM runs saved before the keys were refused carry the VW preset's values (unread)."""
+    from walkback.config import config_from_saved, config_to_dict
+
+    tree = config_to_dict(get_preset("mog-diffusion"))
+    tree["schedule"]["factor"], tree["train"]["mode"] = 1.2, "accumulate"
+    loaded = config_from_saved(tree)
+    assert loaded.schedule.factor == 1.1 and loaded.train.mode == "online"
+    assert config_to_dict(loaded) == config_to_dict(get_preset("mog-diffusion"))
