@@ -58,6 +58,9 @@ class ModelConfig:
     form: str = "conditioned"  # "2017": backbone blind to T; "conditioned": gets log T
     alpha: float = 0.5  # mean = alpha * s + (1 - alpha) * F (not used by "rate": see rate.leak)
     min_var: float = 1e-6
+    min_var_at_1: float = 0.0  # > 0: the floor of var is min_var_at_1 at T = 1 and goes
+    # geometrically in T to min_var at the schedule's top temperature T_K (docs/method.md,
+    # "Variance floor"); 0: min_var at every T
     mean_scale: str = "none"  # "noise": mean = s + (1 - alpha) sqrt(T var) (F - s) (preconditioned)
     init_var: float = 0.01  # softplus(G) at initialisation (the operator starts as a random walk)
     noise_scale: str = "auto"  # the step's noise: "temperature": T var; "beta": c T var with the
@@ -224,6 +227,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "data.resolution": AT_LEAST_0,
     "model.alpha": (0, 1, False, False),
     "model.min_var": AT_LEAST_0,
+    "model.min_var_at_1": AT_LEAST_0,
     "model.init_var": ABOVE_0,
     "model.cond_dim": (2, INF, True, False),
     "mlp.hidden": AT_LEAST_1,
@@ -291,9 +295,9 @@ BACKBONE_SECTIONS = ("mlp", "unet", "rate")
 # from the diffusion section: docs/method.md, "Baselines"); method=ddpm keeps them at their
 # defaults, so that a key means one thing
 VW_ONLY = ("schedule.t0", "schedule.factor", "schedule.n1", "schedule.max_variance",
-           "model.alpha", "model.min_var", "model.mean_scale", "model.init_var",
-           "model.noise_scale", "train.objective", "train.mode", "train.transition_batch",
-           "train.loss_steps", "train.hidden_weight", "train.prior_momentum",
+           "model.alpha", "model.min_var", "model.min_var_at_1", "model.mean_scale",
+           "model.init_var", "model.noise_scale", "train.objective", "train.mode",
+           "train.transition_batch", "train.loss_steps", "train.hidden_weight", "train.prior_momentum",
            "train.decoupled_scale", "train.variance_weight")
 DROPPED = ("train.max_file_mb",)  # file splitting: checkpoints and models are written whole
 
@@ -472,6 +476,8 @@ def validate(config: Config) -> Config:
         _validate_ddpm(flat)
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
+    if flat["model.min_var_at_1"]:
+        _validate_floor(flat)
     return config
 
 
@@ -485,6 +491,20 @@ def save_minutes(spec: str) -> list[float]:
     if any(not 0 < m < float("inf") for m in minutes):
         raise ConfigError(f"config key train.save_minutes: {spec!r}: minutes must be > 0")
     return minutes
+
+
+def _validate_floor(flat: dict[str, Any]) -> None:
+    """``model.min_var_at_1 > 0``: a geometric floor between two positive floors, over a schedule
+    that heats above T = 1 (``method=ddpm`` refuses the key: ``VW_ONLY``)."""
+    if not flat["model.min_var"] > 0:
+        raise ConfigError("config key model.min_var_at_1: needs model.min_var > 0 (the floor "
+                          "goes geometrically from min_var_at_1 to min_var)")
+    t0, factor = flat["schedule.t0"], flat["schedule.factor"]
+    geometric = flat["schedule.num_steps"] - flat["schedule.n1"]
+    top = t0 * factor ** (geometric - 1) if geometric else 1.0
+    if not top > 1:
+        raise ConfigError(f"config key model.min_var_at_1: needs a schedule whose top temperature "
+                          f"is above 1, got {top:g}")
 
 
 def _validate_ddpm(flat: dict[str, Any]) -> None:

@@ -76,7 +76,8 @@ class TransitionOperator(nn.Module):
     ``var = var_scale * (softplus(G) + min_var)``, noise ``T * var`` (``min_var``: a number, or a
     tensor of one state's shape that gives each unit its own floor; ``var_scale`` is 1 for VW, and
     ``c`` for an operator that walks back the fixed diffusion ``beta_t = c T_t``, so that its
-    step variance is measured in units of the heating step's own ``beta_t``), and
+    step variance is measured in units of the heating step's own ``beta_t``; ``min_var_at_1``:
+    a floor that depends on T, see ``variance_floor``), and
     ``mean_scale="none"``: ``mean = alpha * s + (1 - alpha) * F`` (the 2017 form), or
     ``mean_scale="noise"``: ``mean = s + (1 - alpha) * sqrt(T * var) * (F - s)``: the backbone's
     residual ``F - s`` is measured in units of the step's own noise standard deviation (a
@@ -98,6 +99,8 @@ class TransitionOperator(nn.Module):
         cond_dim: int = 32,
         mean_scale: MeanScale = "none",
         var_scale: float = 1.0,
+        min_var_at_1: float | None = None,
+        top_temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if form not in ("2017", "conditioned"):
@@ -115,7 +118,36 @@ class TransitionOperator(nn.Module):
             self.register_buffer("min_var", min_var.detach().clone(), persistent=False)
         else:
             self.min_var = min_var
+        self.min_var_at_1 = min_var_at_1
+        self.top_temperature = float(top_temperature)
+        if min_var_at_1 is not None:
+            tops = min_var if isinstance(min_var, torch.Tensor) else torch.tensor(float(min_var))
+            if not min_var_at_1 > 0 or not bool((tops > 0).all()):
+                raise ValueError(f"a floor that depends on T needs min_var > 0 and "
+                                 f"min_var_at_1 > 0, got {min_var} and {min_var_at_1}")
+            if not self.top_temperature > 1:
+                raise ValueError(f"a floor that depends on T needs top_temperature > 1, "
+                                 f"got {top_temperature}")
         self.cond_dim = cond_dim
+
+    def variance_floor(self, temperature: torch.Tensor) -> float | torch.Tensor:
+        """The floor of ``var`` at ``temperature`` (a scalar tensor or shape ``(B,)``): ``min_var``
+        at every T, or with ``min_var_at_1`` set, geometric in T from ``min_var_at_1`` at T = 1
+        to ``min_var`` at ``T_K = top_temperature``, constant outside ``[1, T_K]``:
+        ``floor(T) = min_var_at_1 (min_var / min_var_at_1) ** u``, ``u = clamp(log T / log T_K,
+        0, 1)``. A scalar ``temperature`` gives a scalar (or one state's shape for per-unit
+        floors), shape ``(B,)`` a floor of shape ``(B, 1, ...)`` (or ``(B, *data_shape)``)."""
+        if self.min_var_at_1 is None:
+            return self.min_var
+        u = (temperature.log() / math.log(self.top_temperature)).clamp(0.0, 1.0)
+        if u.dim():
+            u = u.reshape(u.shape + (1,) * len(self.data_shape))
+        top = self.min_var
+        if isinstance(top, torch.Tensor):
+            log_ratio = (top.to(u.dtype) / self.min_var_at_1).log()
+        else:
+            log_ratio = math.log(top / self.min_var_at_1)
+        return self.min_var_at_1 * torch.exp(u * log_ratio)
 
     def forward(self, s: torch.Tensor, temperature: float | torch.Tensor) -> GaussianStep:
         """The Gaussian ``p_T(. | s)`` for states ``s`` of shape ``(B, *data_shape)``."""
@@ -125,7 +157,7 @@ class TransitionOperator(nn.Module):
         if self.form == "conditioned":
             cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim).to(dtype)
         f, g = self.backbone(s, cond)
-        min_var = self.min_var
+        min_var = self.variance_floor(t)
         if isinstance(min_var, torch.Tensor):
             min_var = min_var.to(s.dtype)
         var = (F.softplus(g.to(s.dtype)) + min_var) * self.var_scale
