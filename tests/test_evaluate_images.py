@@ -276,6 +276,31 @@ def test_cli_samples_from_walkback_sample_and_image_run(
     assert "samples:" in capsys.readouterr().out
 
 
+def test_cli_bound_alone_runs_no_chain(run_dir: Path, tmp_path: Path, capsys,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`walkback evaluate --metrics bound` on an image run: the bound and its figure only, no
+    sampling chain (every chain made to fail), and the summary prints."""
+    import shutil
+
+    import walkback.evaluation.chains as chains
+    import walkback.pictures as pictures
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a sampling chain ran")
+
+    monkeypatch.setattr(chains, "anneal", refuse)
+    monkeypatch.setattr(pictures, "states_at", refuse)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    assert main(["evaluate", "--run-dir", str(run), "--metrics", "bound", "--bound-points", "8",
+                 "--no-progress", "--device", "cpu", "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "bound M=1" in out and "samples:" not in out
+    result = json.loads((run / "eval.json").read_text())
+    assert result["metrics"] == ["bound"] and "samples" not in result and "chain" not in result
+    assert sorted(result["figures"]) == ["bound_steps"]
+
+
 def test_start_step_starts_the_chains_part_way_up_and_says_so(
         run_dir: Path, mnist_root: Path, tmp_path: Path, capsys, stand_in_inception) -> None:
     """--start-step 2 of K = 3: the chains take 2 cooling steps from a prior fit to heated training

@@ -105,10 +105,11 @@ def _quality_line(label: str, entry: dict) -> str:
 
 def image_summary(result: dict) -> list[str]:
     """A few lines for the terminal from an image ``eval.json`` dict."""
-    s = result["samples"]["protocol"]
-    lines = [f"{result['data']['name']}: {s['num_samples']} samples, K={s.get('K')}, E={s.get('E')}, "
-             f"seed {result['seed']}, on {result['machine']['name']}"]
-    lines.append(_quality_line("samples:", result))
+    s = result.get("samples", {}).get("protocol", {})  # none when the bound alone was asked for
+    shown = f"{s['num_samples']} samples, K={s.get('K')}, E={s.get('E')}" if s else f"K={result.get('K')}"
+    lines = [f"{result['data']['name']}: {shown}, seed {result['seed']}, on {result['machine']['name']}"]
+    if s:
+        lines.append(_quality_line("samples:", result))
     if "fid" in result and result["fid"]["floor"]["value"] is not None:
         lines.append(f"  real-vs-real floor ({result['fid']['floor']['protocol']['split']}): "
                      f"FID {_fmt(result['fid']['floor']['value'], '.2f')}")
