@@ -249,23 +249,34 @@ def test_resume_with_an_incompatible_model_config_is_refused(tmp_path: Path) -> 
     assert _steps(tmp_path) == [5, 10]
 
 
-def test_resume_accepts_a_checkpoint_written_before_a_key_existed(tmp_path: Path) -> None:
-    """A config key added since the checkpoint was written (here: its config lacks
-    rate.gain, at its default; written as checkpoints were before they carried their
-    metadata inside the weights file) is no difference: the run resumes."""
+def _rewrite_as_older_checkpoint(run_dir: Path, edit) -> dict:
+    """Rewrite the newest checkpoint as checkpoints were written before they carried their
+    metadata inside the weights file, its config passed through ``edit``; returns that config."""
     import hashlib
 
     from safetensors.torch import load as load_bytes, save as save_bytes
 
-    train(_config("train.steps=10"), tmp_path, progress=False)
-    sidecar = latest_checkpoint(tmp_path / "checkpoints").with_suffix(".json")
+    sidecar = latest_checkpoint(run_dir / "checkpoints").with_suffix(".json")
     weights = sidecar.with_suffix(".safetensors")
     payload = save_bytes(load_bytes(weights.read_bytes()))  # no metadata inside
     weights.write_bytes(payload)
     meta = json.loads(sidecar.read_text())
-    del meta["config"]["rate"]["gain"]
+    meta["config"] = edit(meta["config"])
     meta["sha256"] = hashlib.sha256(payload).hexdigest()
     sidecar.write_text(json.dumps(meta))
+    return meta["config"]
+
+
+def test_resume_accepts_a_checkpoint_written_before_a_key_existed(tmp_path: Path) -> None:
+    """A config key added since the checkpoint was written (here: its config lacks
+    rate.gain, at its default; written as checkpoints were before they carried their
+    metadata inside the weights file) is no difference: the run resumes."""
+    def without_gain(config: dict) -> dict:
+        del config["rate"]["gain"]
+        return config
+
+    train(_config("train.steps=10"), tmp_path, progress=False)
+    _rewrite_as_older_checkpoint(tmp_path, without_gain)
     resumed = train(_config("train.steps=15"), tmp_path, resume=True, progress=False)
     assert resumed.step == 15
 
@@ -274,21 +285,11 @@ def test_resume_accepts_a_checkpoint_of_the_old_config_layout(tmp_path: Path) ->
     """A checkpoint whose config has the backbones' keys in ``model`` and ``train.max_file_mb``
     (as written before the backbone sections) resumes; a changed key is still refused under its
     new name."""
-    import hashlib
-
     from conftest import old_layout
-    from safetensors.torch import load as load_bytes, save as save_bytes
 
     train(_config("train.steps=10"), tmp_path, progress=False)
-    sidecar = latest_checkpoint(tmp_path / "checkpoints").with_suffix(".json")
-    weights = sidecar.with_suffix(".safetensors")
-    payload = save_bytes(load_bytes(weights.read_bytes()))  # no metadata inside
-    weights.write_bytes(payload)
-    meta = json.loads(sidecar.read_text())
-    meta["config"] = old_layout(meta["config"])
-    assert meta["config"]["model"]["hidden"] == 16 and "mlp" not in meta["config"]
-    meta["sha256"] = hashlib.sha256(payload).hexdigest()
-    sidecar.write_text(json.dumps(meta))
+    config = _rewrite_as_older_checkpoint(tmp_path, old_layout)
+    assert config["model"]["hidden"] == 16 and "mlp" not in config
     with pytest.raises(ConfigError, match=r"'mlp' config differs from this run's \(mlp\.depth\)"):
         train(_config("train.steps=15", "mlp.depth=3"), tmp_path, resume=True, progress=False)
     resumed = train(_config("train.steps=15"), tmp_path, resume=True, progress=False)
