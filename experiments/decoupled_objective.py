@@ -69,13 +69,11 @@ trained bitwise the same weights as the paper's loss (200 mog minibatches), as t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from toy_arms import eval_metrics, has_eval, last_logged, preset_columns, run_arm, run_dir, table
 
 ARMS = [
     "paper|",
@@ -83,56 +81,11 @@ ARMS = [
     "learned-w0.1|train.objective=decoupled,train.decoupled_scale=learned,"
     "train.variance_weight=0.1",
 ]
-WALKBACK = str(Path(sys.executable).with_name("walkback"))
 
 
-def run_one(out: Path, preset: str, name: str, sets: str, seed: int, steps: int | None) -> None:
-    run_dir = out / preset / name / f"seed{seed}"
-    if (run_dir / "eval.json").exists():
-        return
-    args = [WALKBACK, "train", "--preset", preset, "--run-dir", str(run_dir), "--overwrite",
-            "--no-progress",
-            "--set", f"seed={seed}", "--set", "train.threads=1", "--set", "train.device=cpu"]
-    for item in [s for s in sets.split(",") if s] + ([f"train.steps={steps}"] if steps else []):
-        args += ["--set", item]
-    start = time.time()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-    trained = time.time() - start
-    subprocess.run([WALKBACK, "evaluate", "--run-dir", str(run_dir), "--no-progress"],
-                   check=True, stdout=subprocess.DEVNULL)
-    print(f"{preset} {name} seed {seed}: train {trained:.0f} s, evaluate "
-          f"{time.time() - start - trained:.0f} s", flush=True)
-
-
-def run_metrics(run_dir: Path) -> dict[str, float]:
+def run_metrics(path: Path) -> dict[str, float]:
     """The numbers of one run's eval.json (and its last logged loss)."""
-    ev = json.loads((run_dir / "eval.json").read_text())
-    out: dict[str, float] = {}
-    for snap in ev["chain"]["snapshots"]:
-        if snap["label"] not in ("E=0", "E=10K"):
-            continue
-        m, tag = snap["metrics"], snap["label"][2:]
-        out[f"ratio{tag}"] = m["nearest_distance_ratio"]
-        out[f"mmd{tag}"] = m["mmd"]
-        if "fraction_within_3std" in m:
-            out[f"in{tag}"] = m["fraction_within_3std"]
-            out[f"wmin{tag}"] = min(m["mode_weights"])
-            out[f"wmax{tag}"] = max(m["mode_weights"])
-            out[f"modes{tag}"] = m["modes_covered"]
-    for est in ev["bound"]["estimates"]:
-        out[f"M{est['num_paths']}"] = est["log_bound"]
-    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    out["loss"] = last["loss_nats"]
-    out["train_s"] = last["train_seconds"]
-    return out
-
-
-def cell(values: list[float], fmt: str) -> str:
-    if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:{fmt}} ± {spread:{fmt}}" + ("" if len(values) == 3 else f" (n={len(values)})")
+    return {**eval_metrics(path), "loss": last_logged(path)["loss_nats"]}
 
 
 COLUMNS = {
@@ -147,36 +100,20 @@ COLUMNS = {
 }
 
 
-def table(out: Path, preset: str, arms: list[str], seeds: list[int]) -> str:
-    cols = COLUMNS.get(preset, COLUMNS["spiral"])
-    lines = ["| arm | " + " | ".join(c[2] for c in cols) + " | train s |",
-             "| --- " * (len(cols) + 2) + "|"]
-    for arm in arms:
-        name = arm.split("|")[0]
-        runs = [run_metrics(out / preset / name / f"seed{s}") for s in seeds
-                if (out / preset / name / f"seed{s}" / "eval.json").exists()]
-        if not runs:
-            continue
-        row = [cell([r[key] for r in runs], fmt) for key, fmt, _ in cols]
-        row.append(f"{statistics.fmean(r['train_s'] for r in runs):.0f}")
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
 def paired(out: Path, preset: str, arms: list[str], seeds: list[int]) -> str:
     """Each arm minus the first arm, seed by seed: mean difference and [min, max] over seeds."""
-    cols = COLUMNS.get(preset, COLUMNS["spiral"])
+    cols = preset_columns(COLUMNS, preset)
     base = arms[0].split("|")[0]
     lines = [f"| arm - {base} | " + " | ".join(c[2] for c in cols) + " |",
              "| --- " * (len(cols) + 1) + "|"]
     for arm in arms[1:]:
         name = arm.split("|")[0]
-        both = [s for s in seeds if (out / preset / name / f"seed{s}" / "eval.json").exists()
-                and (out / preset / base / f"seed{s}" / "eval.json").exists()]
+        both = [s for s in seeds
+                if has_eval(out, preset, name, s) and has_eval(out, preset, base, s)]
         if not both:
             continue
-        a = [run_metrics(out / preset / name / f"seed{s}") for s in both]
-        b = [run_metrics(out / preset / base / f"seed{s}") for s in both]
+        a = [run_metrics(run_dir(out, preset, name, s)) for s in both]
+        b = [run_metrics(run_dir(out, preset, base, s)) for s in both]
         row = []
         for key, fmt, _ in cols:
             d = [x[key] - y[key] for x, y in zip(a, b)]
@@ -202,9 +139,10 @@ def main() -> None:
             for seed in seeds:
                 for arm in arms:
                     name, sets = arm.split("|")
-                    run_one(out, preset, name, sets, seed, args.steps)
+                    run_arm(out, preset, name, sets, seed, args.steps)
     text = "\n\n".join(f"{preset} (mean ± sample std over seeds {args.seeds})\n\n"
-                       + table(out, preset, arms, seeds) + "\n\npaired by seed:\n\n"
+                       + table(out, preset, arms, seeds, COLUMNS, run_metrics)
+                       + "\n\npaired by seed:\n\n"
                        + paired(out, preset, arms, seeds) for preset in presets)
     print(text)
     (out / "table.md").write_text(text + "\n")

@@ -65,11 +65,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from toy_arms import WALKBACK, eval_metrics, run_arm, table
 
 ARMS = [
     "preset|",
@@ -82,29 +82,6 @@ MNIST_ARMS = [
     "mnist-mlp-to-1e-4|model.min_var_at_1=1e-4",
 ]
 MNIST_SETS = ["model.backbone=mlp", "train.amp=none", "train.device=cpu", "train.threads=1"]
-WALKBACK = str(Path(sys.executable).with_name("walkback"))
-
-
-def run_one(out: Path, preset: str, name: str, sets: str, seed: int, steps: int | None,
-            num_samples: int | None) -> None:
-    run_dir = out / preset / name / f"seed{seed}"
-    if (run_dir / "eval.json").exists():
-        return
-    args = [WALKBACK, "train", "--preset", preset, "--run-dir", str(run_dir), "--overwrite",
-            "--no-progress",
-            "--set", f"seed={seed}", "--set", "train.threads=1", "--set", "train.device=cpu"]
-    for item in [s for s in sets.split(",") if s] + ([f"train.steps={steps}"] if steps else []):
-        args += ["--set", item]
-    start = time.time()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-    trained = time.time() - start
-    evaluate = [WALKBACK, "evaluate", "--run-dir", str(run_dir), "--no-progress"]
-    if num_samples:
-        evaluate += ["--num-samples", str(num_samples)]
-    subprocess.run(evaluate, check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"})
-    print(f"{preset} {name} seed {seed}: train {trained:.0f} s, evaluate "
-          f"{time.time() - start - trained:.0f} s", flush=True)
 
 
 def var_at_1(run_dir: Path) -> float:
@@ -123,35 +100,14 @@ def var_at_1(run_dir: Path) -> float:
 
 def run_metrics(run_dir: Path) -> dict[str, float]:
     """The numbers of one run's eval.json, its training time and its var at T = 1."""
+    out = eval_metrics(run_dir)
     ev = json.loads((run_dir / "eval.json").read_text())
-    out: dict[str, float] = {}
-    for snap in ev["chain"]["snapshots"]:
-        if snap["label"] not in ("E=0", "E=10K"):
-            continue
-        m, tag = snap["metrics"], snap["label"][2:]
-        out[f"ratio{tag}"] = m["nearest_distance_ratio"]
-        out[f"mmd{tag}"] = m["mmd"]
-        if "fraction_within_3std" in m:
-            out[f"in{tag}"] = m["fraction_within_3std"]
-            out[f"wmin{tag}"] = min(m["mode_weights"])
-            out[f"wmax{tag}"] = max(m["mode_weights"])
     n1 = json.loads((run_dir / "config.json").read_text())["schedule"]["n1"]
     for est in ev["bound"]["estimates"]:
-        out[f"M{est['num_paths']}"] = est["log_bound"]
         if est["num_paths"] == 1:  # the walk back's terms at T = 1, and the prior's
             out["t1"], out["prior"] = sum(est["step_terms"][:n1]), est["prior_term"]
-    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    out["train_s"] = last["train_seconds"]
     out["var1"] = var_at_1(run_dir)
     return out
-
-
-def cell(values: list[float], fmt: str) -> str:
-    if not values:
-        return "-"
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:{fmt}} ± {spread:{fmt}}" + ("" if len(values) == 3 else f" (n={len(values)})")
 
 
 COLUMNS = {
@@ -168,22 +124,6 @@ COLUMNS = {
                ("ratio10K", ".2f", "ratio E=10K"), ("mmd10K", ".1e", "MMD E=10K"),
                ("var1", ".1e", "var at T=1")],
 }
-
-
-def table(out: Path, preset: str, arms: list[str], seeds: list[int]) -> str:
-    cols = COLUMNS.get(preset, COLUMNS["spiral"])
-    lines = ["| arm | " + " | ".join(c[2] for c in cols) + " | train s |",
-             "| --- " * (len(cols) + 2) + "|"]
-    for arm in arms:
-        name = arm.split("|")[0]
-        runs = [run_metrics(out / preset / name / f"seed{s}") for s in seeds
-                if (out / preset / name / f"seed{s}" / "eval.json").exists()]
-        if not runs:
-            continue
-        row = [cell([r[key] for r in runs], fmt) for key, fmt, _ in cols]
-        row.append(f"{statistics.fmean(r['train_s'] for r in runs):.0f}")
-        lines.append(f"| {name} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
 
 
 def run_mnist(out: Path, name: str, sets: str, steps: int, data_root: str) -> dict:
@@ -245,9 +185,12 @@ def main() -> None:
             for preset in presets:
                 for arm in arms:
                     name, sets = arm.split("|")
-                    run_one(out, preset, name, sets, seed, args.steps, args.num_samples)
+                    run_arm(out, preset, name, sets, seed, args.steps,
+                            ["--num-samples", str(args.num_samples)] if args.num_samples else [],
+                            evaluate_one_thread=True)
     text = "\n\n".join(f"{preset} (mean ± sample std over seeds {args.seeds}; bound in nats "
-                       "per point on 2,000 held-out points)\n\n" + table(out, preset, arms, seeds)
+                       "per point on 2,000 held-out points)\n\n"
+                       + table(out, preset, arms, seeds, COLUMNS, run_metrics)
                        for preset in presets)
     if args.mnist_steps:
         text += "\n\n" + mnist_table(out, args.mnist_steps, args.data_root)
