@@ -7,8 +7,8 @@ minutes (``train.save_minutes``): one after the other, or ``jobs`` at a time as 
 has a whole device). Then each arm's final model is evaluated as a user gets
 it (``samples``: the noise-free output of ``model.sample``) by ``evaluation.evaluate``: images
 on FID, KID, the bound in bits/dim and FID after E = 0 / K / 10K extra steps at T = 1, toys on
-the toy metrics and the bound; every saved model gets the sample metric again (FID, or the toy metrics), for
-the metric-against-minutes plot. Throughput comes from the runs' ``metrics.jsonl`` (training
+the toy metrics and the bound; every saved model gets the sample metric again (FID, or the toy
+metrics), for the metric-against-minutes plot. Throughput comes from the runs' ``metrics.jsonl`` (training
 images/s and transitions/s) and from timing ``model.sample`` (network evaluations/s).
 
 Each arm's scores are kept in its run folder (``compare_arm.json``): a comparison that was stopped

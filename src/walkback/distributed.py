@@ -18,8 +18,9 @@ import torch.distributed as dist
 
 from .errors import ConfigError, TrainingError
 
-__all__ = ["ProcessGroupError", "World", "init", "world", "local_device", "all_mean", "broadcast_value",
-           "share", "gather", "all_gather", "barrier", "failure", "wrap_backbone", "unwrap_state", "shutdown"]
+__all__ = ["ProcessGroupError", "World", "init", "world", "local_device", "all_mean",
+           "broadcast_value", "share", "gather", "all_gather", "barrier", "failure",
+           "wrap_backbone", "unwrap_state", "shutdown"]
 
 DDP_PREFIX = "module."
 

@@ -40,8 +40,8 @@ class GaussianPrior(nn.Module):
     @torch.no_grad()
     def update(self, points: torch.Tensor, momentum: float,
                reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        """Move the moments toward those of ``points``: ``m <- momentum * m + (1 - momentum) * m_batch``;
-        ``reduce`` averages a share's moments over the processes that hold the rest of the batch."""
+        """Move the moments toward those of ``points``:
+        ``m <- momentum * m + (1 - momentum) * m_batch``; ``reduce`` averages a share's moments over the processes that hold the rest of the batch."""
         batch_mean = points.mean(0)
         batch_second = points.square().mean(0)
         if reduce is not None:

@@ -80,7 +80,8 @@ class StackedRandom:
 
     def _draw(self, fn: Callable, shape: tuple[int, ...], **kwargs) -> torch.Tensor:
         if shape[0] != self.num:
-            raise ValueError(f"StackedRandom covers {self.num} examples, asked for shape {tuple(shape)}")
+            raise ValueError(f"StackedRandom covers {self.num} examples, asked for shape "
+                             f"{tuple(shape)}")
         rest = tuple(shape[1:])
         return torch.cat([fn((n, *rest), generator=g, device=self.device, **kwargs)
                           for n, g in zip(self.sizes, self.generators)])

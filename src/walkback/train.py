@@ -307,8 +307,8 @@ def _whole_path(w: _Walk) -> _Walked:
     """One update on the sum of the path's walk-back terms (``train.mode=accumulate``)."""
     with w.autocast():
         path = w.walk_away()
-        per_step = walkback_loss(w.model.operator, path, w.temps, objective_from_config(w.config.train),
-                                 w.weights)
+        per_step = walkback_loss(w.model.operator, path, w.temps,
+                                 objective_from_config(w.config.train), w.weights)
     norm = w.update(per_step.sum(0).mean() / w.dim, f"sum over {path.num_steps} heating steps "
                     "of -log p_T(s_t-1|s_t)")
     return _Walked(list(per_step.detach().mean(1)), [norm], path.states[-1], path.noise_var,
@@ -485,7 +485,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
                 raise
             raise distributed.failure(f"minibatch {step + 1}", exc, RESUME_HINT) from None
         except distributed.ProcessGroupError as exc:  # another exchange of the minibatch
-            raise distributed.ProcessGroupError(f"{exc} (minibatch {step + 1}){RESUME_HINT}") from None
+            raise distributed.ProcessGroupError(
+                f"{exc} (minibatch {step + 1}){RESUME_HINT}") from None
         step, updates = step + 1, updates + int(stats["updates"])
         transitions += int(stats["transitions"]) * here.size
         bar.update(1)

@@ -106,8 +106,10 @@ def _quality_line(label: str, entry: dict) -> str:
 def image_summary(result: dict) -> list[str]:
     """A few lines for the terminal from an image ``eval.json`` dict."""
     s = result.get("samples", {}).get("protocol", {})  # none when the bound alone was asked for
-    shown = f"{s['num_samples']} samples, K={s.get('K')}, E={s.get('E')}" if s else f"K={result.get('K')}"
-    lines = [f"{result['data']['name']}: {shown}, seed {result['seed']}, on {result['machine']['name']}"]
+    shown = (f"{s['num_samples']} samples, K={s.get('K')}, E={s.get('E')}" if s
+             else f"K={result.get('K')}")
+    lines = [f"{result['data']['name']}: {shown}, seed {result['seed']}, on "
+             f"{result['machine']['name']}"]
     if s:
         lines.append(_quality_line("samples:", result))
     if "fid" in result and result["fid"]["floor"]["value"] is not None:
