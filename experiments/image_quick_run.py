@@ -18,7 +18,7 @@ from walkback.config import apply_overrides
 from walkback.train import train
 from walkback.sampler import anneal_progressive
 from walkback.data.images import load_image_dataset, to_display_uint8, to_model_space
-from walkback.metrics import load_fid_inception, compute_stats, fid_from_stats, kid
+from walkback.metrics import load_fid_inception, compute_stats, fid_from_stats
 from PIL import Image
 
 import os
