@@ -68,12 +68,13 @@ trained bitwise the same weights as the paper's loss (200 mog minibatches), as t
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 from pathlib import Path
 
-from toy_arms import eval_metrics, has_eval, last_logged, preset_columns, run_arm, run_dir, table
+from toy_arms import (
+    arm_parser, eval_metrics, has_eval, last_logged, preset_columns, run_arm, run_dir, table,
+)
 
 ARMS = [
     "paper|",
@@ -123,14 +124,7 @@ def paired(out: Path, preset: str, arms: list[str], seeds: list[int]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", default="runs/decoupled-objective")
-    parser.add_argument("--presets", default="mog,spiral")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--arm", action="append", help="NAME|key=value,... (repeatable)")
-    parser.add_argument("--steps", type=int, default=None, help="train.steps for every arm")
-    parser.add_argument("--table-only", action="store_true")
-    args = parser.parse_args()
+    args = arm_parser(__doc__, "runs/decoupled-objective").parse_args()
     out, arms = Path(args.out), args.arm or ARMS
     presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]
     os.makedirs(out, exist_ok=True)

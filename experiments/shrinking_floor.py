@@ -44,8 +44,8 @@ spiral (mean ± sample std over seeds 0,1,2; bound in nats per point on 2,000 he
 
 MNIST check (``--mnist-steps N``: the ``mnist`` preset with a small MLP on the CPU, seed 0,
 ``--set model.backbone=mlp train.amp=none train.device=cpu data.root=DATA`` for N minibatches,
-then ``walkback evaluate --metrics bound --bound-points 500``; ``--data-root``, default
-/work/shared/data):
+then ``walkback evaluate --metrics bound --bound-points 500``; ``--data-root DATA``, default
+data, as ``data.root``):
     python experiments/shrinking_floor.py runs/shrinking-floor --table-only --mnist-steps 300
 
 MNIST, MLP, 300 minibatches, seed 0; bits/dim on 500 test images (+- standard error), and
@@ -62,14 +62,13 @@ nothing about the last step; the two bounds differ by their prior terms (8.22 / 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import time
 from pathlib import Path
 
-from toy_arms import WALKBACK, eval_metrics, run_arm, table
+from toy_arms import WALKBACK, arm_parser, eval_metrics, run_arm, table
 
 ARMS = [
     "preset|",
@@ -166,16 +165,10 @@ def mnist_table(out: Path, steps: int, data_root: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", default="runs/shrinking-floor")
-    parser.add_argument("--presets", default="mog,spiral")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--arm", action="append", help="NAME|key=value,... (repeatable)")
-    parser.add_argument("--steps", type=int, default=None, help="train.steps for every arm")
+    parser = arm_parser(__doc__, "runs/shrinking-floor")
     parser.add_argument("--num-samples", type=int, default=None, help="evaluate's chains")
-    parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--mnist-steps", type=int, default=0, help="also the MNIST check")
-    parser.add_argument("--data-root", default="/work/shared/data", help="MNIST folder")
+    parser.add_argument("--data-root", default="data", help="MNIST folder (data.root)")
     args = parser.parse_args()
     out, arms = Path(args.out), args.arm or ARMS
     presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]

@@ -10,6 +10,7 @@ gives a run's dict.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -21,6 +22,19 @@ from typing import Callable
 
 WALKBACK = str(Path(sys.executable).with_name("walkback"))
 Column = tuple[str, str, str]  # (key of the run's dict, format spec, header)
+
+
+def arm_parser(doc: str, default_out: str) -> argparse.ArgumentParser:
+    """The options every arms script takes: the output folder, presets, seeds, arms, the
+    minibatches of every arm and ``--table-only``; a script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", default=default_out)
+    parser.add_argument("--presets", default="mog,spiral")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--arm", action="append", help="NAME|key=value,... (repeatable)")
+    parser.add_argument("--steps", type=int, default=None, help="train.steps for every arm")
+    parser.add_argument("--table-only", action="store_true")
+    return parser
 
 
 def run_dir(out: Path, preset: str, name: str, seed: int) -> Path:
