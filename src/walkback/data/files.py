@@ -32,7 +32,7 @@ __all__ = [
 # A file whose name is not in the table gets structural checks only (shape, size, decodability).
 # The table is a plain dict so tests can register fixture files (monkeypatch.setitem).
 KNOWN_MD5: dict[str, str] = {
-    # MNIST, compressed (torchvision MNIST.resources) and uncompressed (shared/data/mnist/README.md)
+    # MNIST, compressed (torchvision MNIST.resources) and uncompressed (the offline copy's README)
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -49,7 +49,7 @@ KNOWN_MD5: dict[str, str] = {
     "data_batch_4": "634d18415352ddfa80567beed471001a",
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
-    # CIFAR-10 offline copies (shared/data/cifar10)
+    # CIFAR-10 offline copies (the lossy JPEG q75 copy and its lossless PNG fixture)
     "cifar10_jpeg_q75_train.zip": "96c4e50b3fa210f78faf533cdb6a8747",
     "cifar10_jpeg_q75_test.zip": "22a464547f82ec9d68c88f721e4b6a5f",
     "cifar10_train_first200_kaggle_png.zip": "f2091d250c965861a1cef6f73d8bfd2a",
@@ -57,7 +57,7 @@ KNOWN_MD5: dict[str, str] = {
     "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
     "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
     "extra_32x32.mat": "a93ce644f1a588dc4d68dda5feec44a7",
-    # CelebA (torchvision CelebA.file_list) and the offline subset (shared/data/celeba)
+    # CelebA (torchvision CelebA.file_list) and the offline 10k subset
     "img_align_celeba.zip": "00d2c5bc6d35e252742224ab0c1e8fcb",
     "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668",
     "celeba_first10k_89x109_jpg.zip": "3397dcdc4580198ab961b106448c5b95",
