@@ -85,3 +85,49 @@ def test_a_stopped_comparison_continues_from_the_kept_arms(compared: Path, tmp_p
     again = json.loads((out / "compare.json").read_text())
     assert [a["run_dir"] for a in again["arms"]] == [str(out / "mog" / "seed0"),
                                                      str(out / "mog-diffusion" / "seed0")]
+
+
+def test_variants_at_equal_minibatches_train_their_own_overrides_in_processes(
+        tmp_path: Path) -> None:
+    """``--variant`` arms get their preset with their own overrides; ``--steps`` trains every arm
+    for exactly that many minibatches (no timed snapshots); ``--jobs 2 --gpus 1`` trains the arms
+    as two processes at a time."""
+    out = tmp_path / "screen"
+    assert main(["compare", "--presets", "mog", "--variant", "wide", "mog", "mlp.hidden=48",
+                 "--variant", "floor", "mog", "model.min_var_at_1=1e-4", "--steps", "7",
+                 "--out-dir", str(out), "--device", "cpu", "--num-samples", "200", "--jobs", "2",
+                 "--gpus", "1", "--set", "mlp.hidden=32", "--no-progress"]) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert [a["preset"] for a in result["arms"]] == ["mog", "wide", "floor"]
+    assert result["steps"] == 7 and result["minutes"] is None and result["save_at"] == []
+    assert result["variants"]["wide"] == {"preset": "mog", "sets": ["mlp.hidden=48"]}
+    configs = {a["preset"]: json.loads((Path(a["run_dir"]) / "config.json").read_text())
+               for a in result["arms"]}
+    assert configs["mog"]["mlp"]["hidden"] == 32 and configs["wide"]["mlp"]["hidden"] == 48
+    assert configs["floor"]["model"]["min_var_at_1"] == 1e-4
+    assert configs["mog"]["model"]["min_var_at_1"] == 0.0
+    for arm in result["arms"]:
+        assert arm["train_steps"] == 7
+        assert not (Path(arm["run_dir"]) / "snapshots").exists()
+        assert (Path(arm["run_dir"]).parent / "seed0.log").is_file()  # trained in a process
+        assert len(arm["curve"]) == 1 and arm["curve"][0]["step"] == 7
+    table = (out / "compare.md").read_text()
+    assert "7 minibatches per arm" in table and "| wide | 1 |" in table
+    assert "variant `floor`: `mog` with `model.min_var_at_1=1e-4`" in table
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variant", "mog", "mog", "mlp.hidden=8", "--presets", "mog", "--steps", "2"],
+     "name of a compared preset"),
+    (["--variant", "a/b", "mog", "--steps", "2"], "a label is letters"),
+    (["--variant", "a", "mog", "hidden", "--steps", "2"], "'hidden' is not KEY=VALUE"),
+    (["--variant", "a", "--steps", "2"], "needs LABEL PRESET"),
+    (["--variant", "a", "nosuch", "--steps", "2"], "nosuch"),
+    (["--presets", "mog"], "--minutes (equal time) or --steps"),
+    (["--presets", "mog", "--steps", "2", "--jobs", "2", "--gpus", "3"], "more than --jobs"),
+])
+def test_bad_variants_and_budgets_are_refused_before_training(
+        args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["compare", *args, "--out-dir", str(tmp_path / "x"), "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -275,23 +276,49 @@ def _minutes_list(raw: str) -> list[float]:
     return values
 
 
+def _variants(specs: list[list[str]]) -> dict[str, tuple[str, list[str]]]:
+    """``--variant LABEL PRESET KEY=VALUE ...`` items as ``label -> (preset, overrides)``."""
+    variants: dict[str, tuple[str, list[str]]] = {}
+    for spec in specs:
+        if len(spec) < 2:
+            raise ConfigError(f"--variant {' '.join(spec)}: needs LABEL PRESET [KEY=VALUE ...]")
+        label, preset, *sets = spec
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", label):
+            raise ConfigError(f"--variant {label!r}: a label is letters, digits, '.', '_', '-'")
+        if label in variants:
+            raise ConfigError(f"--variant {label!r} is given twice")
+        bad = [item for item in sets if "=" not in item]
+        if bad:
+            raise ConfigError(f"--variant {label}: {bad[0]!r} is not KEY=VALUE")
+        variants[label] = (preset, sets)
+    return variants
+
+
 def _compare(args: argparse.Namespace) -> int:
     from .compare import CompareOptions, compare
 
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    for name in presets:
+    presets = [p.strip() for p in (args.presets or "").split(",") if p.strip()]
+    variants = _variants(args.variant)
+    for name in [*presets, *(preset for preset, _ in variants.values())]:
         get_preset(name)  # unknown names fail before any training
+    if not presets and not variants:
+        raise ConfigError("compare: give --presets or --variant")
+    if (args.minutes is None) == (args.steps is None):
+        raise ConfigError("compare: give --minutes (equal time) or --steps (equal minibatches)")
+    if args.gpus is not None and args.gpus > args.jobs:
+        raise ConfigError(f"compare: --gpus {args.gpus} is more than --jobs {args.jobs}")
     out = Path(args.out_dir)
     if (out / "compare.json").exists() and not args.overwrite:
         raise ConfigError(f"{out / 'compare.json'} already exists; pass --overwrite to replace "
                           "the table (finished arms are kept and not retrained)")
     options = CompareOptions(
-        presets=presets, minutes=args.minutes, out_dir=out,
+        presets=presets, minutes=args.minutes, steps=args.steps, variants=variants, out_dir=out,
         seeds=[int(s) for s in args.seeds.split(",")], save_at=args.save_at, sets=args.set,
         num_samples=args.num_samples, bound_points=args.bound_points, device=args.device,
         fid_weights=args.fid_weights, cache_dir=args.cache_dir, data_root=args.data_root,
         amp=args.amp or "none", progress=not args.no_progress,
-        command="walkback " + shlex.join(args.argv), jobs=args.jobs)
+        command="walkback " + shlex.join(args.argv), jobs=args.jobs, gpus=args.gpus,
+        chain_steps=args.chain_steps)
     result = compare(options)
     print((out / "compare.md").read_text().rstrip())
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'} and {out / 'compare.png'} "
@@ -403,9 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="train presets for the same minutes each, evaluate them as "
                        "users get them, and write a table and a plot")
-    p.add_argument("--presets", required=True, metavar="A,B,...", help="presets on one data set")
-    p.add_argument("--minutes", required=True, type=_positive_minutes, metavar="M",
-                   help="training minutes per arm")
+    p.add_argument("--presets", metavar="A,B,...", help="presets on one data set")
+    p.add_argument("--variant", nargs="+", action="append", default=[],
+                   metavar="LABEL PRESET KEY=VALUE",
+                   help="one more arm: PRESET with these overrides, named LABEL (repeatable)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive_minutes, metavar="M",
+                        help="training minutes per arm")
+    budget.add_argument("--steps", type=_count(1), metavar="N",
+                        help="instead of --minutes: minibatches per arm (a screening at equal "
+                        "updates)")
     p.add_argument("--seeds", default="0", metavar="LIST", help="seeds per preset (e.g. 0,1,2)")
     p.add_argument("--save-at", type=_minutes_list, metavar="LIST",
                    help="minutes at which each arm's model is saved and scored (default: M/5 ...)")
@@ -419,10 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR")
     p.add_argument("--data-root", metavar="DIR")
     p.add_argument("--amp", choices=("none", "bf16"), help="images: sample under bf16 autocast")
+    p.add_argument("--chain-steps", default="0,K,10K", metavar="LIST",
+                   help="images: extra T = 1 steps at which the chains are scored (K: the "
+                   "heating length)")
     p.add_argument("--bound-points", type=_count(1), default=1000, metavar="N",
                    help="images: test images of the bound (one path each)")
     p.add_argument("--jobs", type=_count(1), default=1, metavar="N",
                    help="train N arms at once, each in its own process on its own GPU")
+    p.add_argument("--gpus", type=_count(1), metavar="G",
+                   help="the GPUs the --jobs processes share (arm i on GPU i mod G; default: "
+                   "one per job); with --steps several arms may share one GPU")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_compare)
 

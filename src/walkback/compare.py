@@ -1,10 +1,13 @@
 """Equal-time comparison of presets (docs/evaluation.md, "Comparing methods").
 
-Every arm (a preset and a seed) trains for the same wall-clock minutes on the same kind of
-device through the one training loop (``train.time_limit_s``), saving its EMA model at fixed
-minutes (``train.save_minutes``): one after the other, or ``jobs`` at a time as separate
-``walkback train`` processes, arm ``i`` on GPU ``i mod jobs`` (one arm per GPU, so each still
-has a whole device). Then each arm's final model is evaluated as a user gets
+Every arm (a preset, or a variant: a preset with overrides of its own, and a seed) trains for the
+same wall-clock minutes on the same kind of device through the one training loop
+(``train.time_limit_s``), saving its EMA model at fixed minutes (``train.save_minutes``): one
+after the other, or ``jobs`` at a time as separate ``walkback train`` processes, arm ``i`` of a
+wave on GPU ``i mod gpus`` (by default one arm per GPU, so each still has a whole device). With
+``steps`` instead of minutes the arms train for the same number of minibatches: a screening of
+variants, where several arms may share a GPU (``gpus`` < ``jobs``) since only their updates are
+compared. Then each arm's final model is evaluated as a user gets
 it (``samples``: the noise-free output of ``model.sample``) by ``evaluation.evaluate``: images
 on FID, KID, the bound in bits/dim and FID after E = 0 / K / 10K extra steps at T = 1, toys on
 the toy metrics and the bound; every saved model gets the sample metric again (FID, or the toy
@@ -59,11 +62,15 @@ ARM_FILE = "compare_arm.json"  # an arm's scores, beside its run
 @dataclass
 class CompareOptions:
     """``walkback compare``: presets, minutes per arm, seeds, where; ``save_at``: minutes at which
-    every arm's model is also saved and scored (default: about 5 evenly spaced)."""
+    every arm's model is also saved and scored (default: about 5 evenly spaced). ``variants``:
+    more arms, ``label -> (preset, ["key=value", ...])``; ``steps``: minibatches per arm instead
+    of ``minutes``; ``gpus``: the GPUs the ``jobs`` share (default: one per job)."""
 
     presets: list[str]
-    minutes: float
+    minutes: float | None
     out_dir: Path
+    variants: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    steps: int | None = None
     seeds: list[int] = field(default_factory=lambda: [0])
     save_at: list[float] | None = None
     sets: list[str] = field(default_factory=list)
@@ -77,25 +84,45 @@ class CompareOptions:
     progress: bool = True
     command: str | None = None
     jobs: int = 1  # arms trained at once, each in its own process (and on its own GPU)
+    gpus: int | None = None  # the GPUs those processes share, arm i on GPU i mod gpus
+    chain_steps: str = "0,K,10K"  # images: the extra T = 1 steps at which the chains are scored
+
+    @property
+    def arms(self) -> list[str]:
+        """Every arm's label: the presets, then the variants."""
+        return [*self.presets, *self.variants]
+
+    def preset_of(self, label: str) -> tuple[str, list[str]]:
+        """An arm's preset and its own overrides."""
+        return self.variants.get(label, (label, []))
 
 
 def _save_at(options: CompareOptions) -> list[float]:
+    if options.minutes is None:  # equal minibatches: no timed snapshots
+        return []
     if options.save_at is not None:
         return sorted(m for m in options.save_at if m < options.minutes)
     step = options.minutes / 5
     return [round(step * i, 3) for i in range(1, 5)]
 
 
-def arm_overrides(seed: int, options: CompareOptions) -> list[str]:
-    """The comparison's overrides of every preset: its seed, the time limit, the saved minutes."""
-    minutes = ",".join(f"{m:g}" for m in _save_at(options))
-    return [*options.sets, f"seed={seed}", f"train.steps={UNLIMITED_STEPS}",
-            f"train.time_limit_s={60 * options.minutes}", f"train.save_minutes={minutes}",
+def arm_overrides(label: str, seed: int, options: CompareOptions) -> list[str]:
+    """An arm's overrides of its preset: the comparison's, the variant's own, its seed, and the
+    time limit with the saved minutes (or the number of minibatches)."""
+    if options.minutes is None:
+        budget = [f"train.steps={options.steps}", "train.save_minutes="]  # a time limit of
+        # the comparison's own (--set train.time_limit_s) still stops an arm
+    else:
+        minutes = ",".join(f"{m:g}" for m in _save_at(options))
+        budget = [f"train.steps={UNLIMITED_STEPS}", f"train.time_limit_s={60 * options.minutes}",
+                  f"train.save_minutes={minutes}"]
+    return [*options.sets, *options.preset_of(label)[1], f"seed={seed}", *budget,
             f"train.device={options.device}"]
 
 
-def arm_config(preset: str, seed: int, options: CompareOptions) -> Config:
-    return apply_overrides(get_preset(preset), arm_overrides(seed, options))
+def arm_config(label: str, seed: int, options: CompareOptions) -> Config:
+    return apply_overrides(get_preset(options.preset_of(label)[0]),
+                           arm_overrides(label, seed, options))
 
 
 def _train_arm(config: Config, run_dir: Path, progress: bool) -> None:
@@ -107,21 +134,24 @@ def _train_arm(config: Config, run_dir: Path, progress: bool) -> None:
 
 def _train_arms_in_processes(arms: list[tuple[str, int, Path]], options: CompareOptions) -> None:
     """``walkback train`` for up to ``options.jobs`` arms at once, arm ``i`` of each wave on GPU
-    ``i`` (``CUDA_VISIBLE_DEVICES``); each writes its log beside its run folder."""
+    ``i mod options.gpus`` (``CUDA_VISIBLE_DEVICES``); each writes its log beside its run
+    folder."""
+    gpus = options.gpus or options.jobs
     todo = [arm for arm in arms if not (arm[2] / "model").is_dir()]
     for start in range(0, len(todo), options.jobs):
         running = []
-        for i, (preset, seed, run_dir) in enumerate(todo[start:start + options.jobs]):
+        for i, (label, seed, run_dir) in enumerate(todo[start:start + options.jobs]):
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, "-m", "walkback.cli", "train", "--run-dir", str(run_dir),
                        "--no-progress"]
             if holds_run(run_dir):
                 command.append("--resume")
             else:
-                command += ["--preset", preset]
-            for item in arm_overrides(seed, options):
+                command += ["--preset", options.preset_of(label)[0]]
+            for item in arm_overrides(label, seed, options):
                 command += ["--set", item]
-            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(i)} if options.device != "cpu" \
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(i % gpus)} \
+                if options.device != "cpu" \
                 else dict(os.environ)
             log = run_dir.parent / f"{run_dir.name}.log"
             with open(log, "w") as handle:
@@ -157,7 +187,8 @@ def _toy_scores(model: Walkback, config: Config, data: DataSplits, n: int) -> di
 
 
 def _image_options(options: CompareOptions, metrics: str) -> EvalOptions:
-    return EvalOptions(metrics=metrics, num_samples=options.num_samples, chain_steps="0,K,10K",
+    return EvalOptions(metrics=metrics, num_samples=options.num_samples,
+                       chain_steps=options.chain_steps,
                        device=options.device, num_paths=1, bound_points=options.bound_points,
                        fid_weights=options.fid_weights, cache_dir=options.cache_dir,
                        data_root=options.data_root, progress=options.progress, amp=options.amp,
@@ -202,8 +233,12 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
         arm["chain"] = {s["label"]: s["metrics"] for s in final["chain"]["snapshots"]}
         arm["bound_nats"] = final["bound"]["estimates"][-1]["log_bound"]
     else:
-        final = evaluate(run_dir, options=_image_options(options, "fid,kid,bound,chain"))
+        mnist = config.data.name == "mnist"  # and its class histogram
+        final = evaluate(run_dir, options=_image_options(
+            options, "fid,kid,bound,chain" + (",classes" if mnist else "")))
         arm["fid"], arm["kid"] = final["fid"]["value"], final["kid"]["mean"]
+        if mnist:
+            arm["smallest_class"] = min(final["classes"]["fractions"])
         arm["bits_per_dim"] = final["bound"]["estimates"][-1]["bits_per_dim"]
         arm["chain_fid"] = {f"E={s['E']}": s.get("fid") for s in final["chain"]["snapshots"]}
     data = load_data(config) if toy else None  # generated once for every toy score
@@ -215,7 +250,9 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
                  {"fid": _snapshot_fid(snap, config, folder, options)})
         arm["curve"].append({"minutes": saved["minutes"], "step": saved["step"], **score})
     final_score = (_toy_scores(model, config, data, n) if toy else {"fid": arm["fid"]})
-    arm["curve"].append({"minutes": options.minutes, "step": last.get("step"), **final_score})
+    minutes = options.minutes if options.minutes is not None else \
+        (last.get("train_seconds") or 0.0) / 60
+    arm["curve"].append({"minutes": minutes, "step": last.get("step"), **final_score})
     return arm
 
 
@@ -276,6 +313,8 @@ def _table_rows(arms: list[dict[str, Any]], toy: bool) -> list[str]:
                    ("bound (nats/point)", lambda a: a["bound_nats"])]
     else:
         columns = [("FID", lambda a: a["fid"]), ("KID", lambda a: a["kid"]),
+                   *([("smallest class", lambda a: a["smallest_class"])]
+                     if any("smallest_class" in a for a in arms) else []),
                    ("bits/dim", lambda a: a["bits_per_dim"]),
                    *[(f"FID {e}", lambda a, e=e: a["chain_fid"].get(e))
                      for e in ("E=0", "E=K", "E=10K")]]
@@ -302,10 +341,16 @@ def _number(get, arm: dict[str, Any]) -> float | None:
 
 
 def compare(options: CompareOptions) -> dict[str, Any]:
-    """Train every preset x seed for ``options.minutes``, evaluate, write the table and plot."""
-    if not options.presets:
+    """Train every arm x seed for ``options.minutes`` (or ``options.steps``), evaluate, write the
+    table and plot."""
+    if not options.arms:
         raise ValueError("compare: no presets given")
-    configs = {(p, s): arm_config(p, s, options) for p in options.presets for s in options.seeds}
+    if (options.minutes is None) == (options.steps is None):
+        raise ValueError("compare: give either minutes or steps per arm")
+    clash = sorted(set(options.presets) & set(options.variants))
+    if clash:
+        raise ValueError(f"compare: variant {clash[0]!r} has the name of a compared preset")
+    configs = {(p, s): arm_config(p, s, options) for p in options.arms for s in options.seeds}
     names = {c.data.name for c in configs.values()}
     if len(names) != 1:
         raise ValueError(f"compare: the presets use different data sets "
@@ -321,13 +366,22 @@ def compare(options: CompareOptions) -> dict[str, Any]:
     device = resolve_device(options.device, setting="--device")
     result = jsonable({
         "command": options.command, "machine": machine(device), "data": data_name,
-        "minutes": options.minutes, "seeds": options.seeds, "save_at": _save_at(options),
-        "sets": options.sets, "curve_metric": key, "arms": arms,
+        "minutes": options.minutes, "steps": options.steps, "seeds": options.seeds,
+        "save_at": _save_at(options), "sets": options.sets,
+        "variants": {k: {"preset": p, "sets": v} for k, (p, v) in options.variants.items()},
+        "jobs": options.jobs, "gpus": options.gpus or options.jobs,
+        "curve_metric": key, "arms": arms,
     })
     toy = data_name in TOY_DATASETS
-    title = (f"{data_name}: {options.minutes:g} min per arm on {result['machine']['name']}, "
-             f"seeds {','.join(map(str, options.seeds))}")
+    budget = (f"{options.minutes:g} min" if options.minutes is not None else
+              f"{options.steps} minibatches")
+    shared = options.jobs > (options.gpus or options.jobs) and options.device != "cpu"
+    title = (f"{data_name}: {budget} per arm on {result['machine']['name']}"
+             + (f" ({options.jobs} arms at once on {options.gpus} GPU(s))" if shared else "")
+             + f", seeds {','.join(map(str, options.seeds))}")
     table = [f"# {title}", "", *_table_rows(arms, toy), "",
+             *[f"variant `{k}`: `{p}` with {', '.join(f'`{v}`' for v in sets) or 'nothing'}"
+               for k, (p, sets) in options.variants.items()],
              f"command: `{options.command}`" if options.command else ""]
     plot_compare({a["preset"]: [] for a in arms} | _curves(arms, key), out / "compare.png",
                  y_label=label, title=title)
