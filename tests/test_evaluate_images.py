@@ -489,10 +489,42 @@ def test_compare_on_images_scores_fid_kid_bound_and_chains_of_every_arm(
     for arm in result["arms"]:
         assert math.isfinite(arm["fid"]) and math.isfinite(arm["kid"])
         assert math.isfinite(arm["bits_per_dim"])
-        assert set(arm["chain_fid"]) == {"E=0", "E=3", "E=30"}
+        assert set(arm["chain_fid"]) == {"E=0", "E=K", "E=10K"}  # the table's columns (K = 3)
         assert [c["minutes"] for c in arm["curve"]] == [0.02, 0.04]
         assert all(math.isfinite(c["fid"]) for c in arm["curve"])
-    assert "| mnist-diffusion | 1 |" in (out / "compare.md").read_text()
+    table = (out / "compare.md").read_text()
+    assert "| mnist-diffusion | 1 |" in table
+    assert table.count("n/a") == 0, table  # every chain column filled, FID E=K and E=10K too
+
+
+def test_a_saved_model_far_off_the_data_range_is_scored_not_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot whose samples reach |x| ~ 100 (early VW training) is scored on its images,
+    clipped to [-1, 1] as a picture of them is, instead of being refused as 0..255 data."""
+    import types
+
+    import walkback.compare as compare_module
+    from walkback.compare import CompareOptions, _snapshot_fid
+    from walkback.config import apply_overrides
+    from walkback.evaluation.samples import load_samples_file
+    from walkback.presets import get_preset
+
+    far = 100 * torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    model = types.SimpleNamespace(prior=types.SimpleNamespace(mean=torch.zeros(1)),
+                                  sample=lambda n, **_: types.SimpleNamespace(samples=far[:n]))
+    seen = {}
+
+    def score(path, **kwargs):
+        seen["images"] = load_samples_file(path, (1, 28, 28)).model_space
+        return {"fid": {"value": 123.0}}
+
+    monkeypatch.setattr(compare_module, "evaluate_samples_file", score)
+    config = apply_overrides(get_preset("mnist"), [])
+    options = CompareOptions(presets=["mnist"], minutes=1.0, out_dir=tmp_path, num_samples=6,
+                             device="cpu")
+    assert _snapshot_fid(model, config, tmp_path, options) == 123.0
+    images = seen["images"]
+    assert images.abs().max() <= 1.0 and (images.abs() == 1.0).float().mean() > 0.9
 
 
 def _evaluate_in_process(rank: int, world: int, port: int, run: str, cache: str,

@@ -202,8 +202,10 @@ def _snapshot_fid(model: Walkback, config: Config, folder: Path, options: Compar
     with amp_autocast(device, options.amp):
         result = model.sample(n, batch_size=config.sample.batch_size,
                               generator=torch.Generator(device).manual_seed(0))
-    path = folder / "samples.npz"
-    write_samples(path, result.samples, meta={"data": config.data.name, "N": n, "seed": 0})
+    path = folder / "samples.npz"  # as images: in [-1, 1] (a model far off it is scored, not
+    # refused as data of another scale)
+    write_samples(path, result.samples.clamp(-1, 1),
+                  meta={"data": config.data.name, "N": n, "seed": 0})
     scored = evaluate_samples_file(path, data=config.data.name,
                                    data_root=options.data_root or config.data.root,
                                    options=_image_options(options, "fid"), out_dir=folder / "eval")
@@ -240,7 +242,8 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
         if mnist:
             arm["smallest_class"] = min(final["classes"]["fractions"])
         arm["bits_per_dim"] = final["bound"]["estimates"][-1]["bits_per_dim"]
-        arm["chain_fid"] = {f"E={s['E']}": s.get("fid") for s in final["chain"]["snapshots"]}
+        arm["chain_fid"] = {_chain_label(s["E"], arm["K"]): s.get("fid")
+                            for s in final["chain"]["snapshots"]}
     data = load_data(config) if toy else None  # generated once for every toy score
     arm["curve"] = []
     for folder in sorted((run_dir / "snapshots").glob("min*"), key=_snapshot_minutes):
@@ -266,6 +269,12 @@ def _scored_arm(preset: str, seed: int, run_dir: Path, config: Config,
     arm = jsonable(_arm_result(preset, seed, run_dir, config, options))
     atomic_write_text(path, json.dumps(arm, indent=2, allow_nan=False))
     return arm
+
+
+def _chain_label(extra_steps: int, k: int) -> str:
+    """``E=0``, ``E=K``, ``E=10K`` (the table's columns) or ``E=<steps>``."""
+    names = {0: "0", k: "K", 10 * k: "10K"}
+    return f"E={names.get(extra_steps, extra_steps)}"
 
 
 def _snapshot_minutes(folder: Path) -> float:
