@@ -191,3 +191,68 @@ def test_noise_scaled_mean_moves_by_the_residual_in_noise_units(temperature: flo
 def test_unknown_mean_scale_is_refused() -> None:
     with pytest.raises(ValueError, match="mean_scale"):
         TransitionOperator(nn.Identity(), (DIM,), mean_scale="bogus")
+
+
+class _OptimalDenoiser(nn.Module):
+    """For data ``x ~ N(0, sd2 I)`` heated to ``s = x + sigma eps``: ``E[x | s] = sd2 / (sd2 +
+    sigma^2) s``, computed from the unit-scaled input the operator gives it (``s_in = s /
+    rms(s)``, with ``rms(s) ~ sqrt(sd2 + sigma^2)`` in high dimension). The test sets
+    ``sigma2``; the variance head is constant."""
+
+    def __init__(self, sd2: float) -> None:
+        super().__init__()
+        self.sd2, self.sigma2 = sd2, 0.0
+
+    def forward(self, s_in: torch.Tensor, cond: torch.Tensor | None):
+        total = self.sd2 + self.sigma2
+        return self.sd2 / total * math.sqrt(total) * s_in, torch.zeros_like(s_in)
+
+
+def test_denoising_form_gives_the_exact_posterior_mean_for_gaussian_data() -> None:
+    """Closed form: heating steps of variance c T_j on N(0, sd2) data, the optimal denoiser, and
+    lambda(T_t) = T_t / sum_{j <= t} T_j give E[s_{t-1} | s_t] = s_t (sd2 + sigma_{t-1}^2) /
+    (sd2 + sigma_t^2), sigma_t^2 = c sum_{j <= t} T_j (up to rms(s)'s O(1/sqrt(D)) spread)."""
+    dim, sd2, c = 20_000, 0.3, 0.05
+    temps = torch.tensor([1.0, 1.0, 1.5, 2.25, 3.375, 5.0625], dtype=torch.float64)
+    backbone = _OptimalDenoiser(sd2)
+    op = TransitionOperator(backbone, (dim,), form="2017", mean_scale="denoise",
+                            temperatures=temps, min_var=1e-6).double()
+    gen = torch.Generator().manual_seed(0)
+    x = math.sqrt(sd2) * torch.randn(4, dim, generator=gen, dtype=torch.float64)
+    for t in range(2, len(temps)):  # T_1 = T_2 = 1: lambda = 1 at the first step only
+        sigma2 = c * float(temps[: t + 1].sum())
+        before = c * float(temps[:t].sum())
+        backbone.sigma2 = sigma2
+        s = x + math.sqrt(sigma2) * torch.randn(4, dim, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            mean = op(s, float(temps[t])).mean
+        torch.testing.assert_close(mean, s * (sd2 + before) / (sd2 + sigma2), rtol=0, atol=0.02)
+        assert float(op.denoise_weight(temps[t])) == pytest.approx(
+            float(temps[t] / temps[: t + 1].sum()))
+    assert float(op.denoise_weight(torch.tensor(1.0, dtype=torch.float64))) == 1.0
+
+
+def test_denoising_form_scales_the_input_and_clips_only_outside_training() -> None:
+    """The backbone sees each example at unit mean square; ``clip`` clamps D while sampling (eval
+    mode), not in training, so the training gradients are never cut."""
+    seen = {}
+
+    class Far(nn.Module):
+        def forward(self, s_in, cond):
+            seen["s_in"] = s_in
+            return 5 * torch.ones_like(s_in), torch.zeros_like(s_in)
+
+    temps = torch.tensor([1.0, 2.0, 4.0])
+    op = TransitionOperator(Far(), (DIM,), form="conditioned", cond_dim=16, mean_scale="denoise",
+                            temperatures=temps, clip=1.0)
+    s = 30 * torch.randn(6, DIM, generator=torch.Generator().manual_seed(2))
+    lam = 4.0 / 7.0
+    train_mean = op.train()(s, 4.0).mean
+    torch.testing.assert_close(seen["s_in"].square().mean(1), torch.ones(6))
+    torch.testing.assert_close(train_mean, s + lam * (5 - s))
+    torch.testing.assert_close(op.eval()(s, 4.0).mean, s + lam * (1 - s))
+    per_example = op.eval()(s, torch.tensor([1.0, 2.0, 4.0, 4.0, 2.0, 1.0])).mean
+    lams = torch.tensor([1.0, 2 / 3, lam, lam, 2 / 3, 1.0])[:, None]
+    torch.testing.assert_close(per_example, s + lams * (1 - s))
+    with pytest.raises(ValueError, match="temperatures"):
+        TransitionOperator(Far(), (DIM,), mean_scale="denoise")

@@ -62,6 +62,9 @@ class ModelConfig:
     # geometrically in T to min_var at the schedule's top temperature T_K (docs/method.md,
     # "Variance floor"); 0: min_var at every T
     mean_scale: str = "none"  # "noise": mean = s + (1 - alpha) sqrt(T var) (F - s) (preconditioned)
+    # "denoise": F is a denoised estimate D of unit-scaled s, mean = s + lambda(T) (D - s)
+    # (docs/method.md, "Denoising form")
+    denoised_clip: float = 0.0  # "denoise": > 0 clamps D to [-clip, clip] outside training
     init_var: float = 0.01  # softplus(G) at initialisation (the operator starts as a random walk)
     noise_scale: str = "auto"  # the step's noise: "temperature": T var; "beta": c T var with the
     # fixed diffusion's beta_t = c T_t, so that train.heating=fixed can walk back its own steps
@@ -203,7 +206,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.amp": ("none", "bf16"),
     "train.noise": ("global", "streams"),
     "model.form": ("2017", "conditioned"),
-    "model.mean_scale": ("none", "noise"),
+    "model.mean_scale": ("none", "noise", "denoise"),
     "model.noise_scale": ("auto", "temperature", "beta"),
     "train.objective": ("paper", "released", "bound", "decoupled"),
     "train.decoupled_scale": ("heating", "learned"),
@@ -228,6 +231,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "model.alpha": (0, 1, False, False),
     "model.min_var": AT_LEAST_0,
     "model.min_var_at_1": AT_LEAST_0,
+    "model.denoised_clip": AT_LEAST_0,
     "model.init_var": ABOVE_0,
     "model.cond_dim": (2, INF, True, False),
     "mlp.hidden": AT_LEAST_1,
@@ -296,6 +300,7 @@ BACKBONE_SECTIONS = ("mlp", "unet", "rate")
 # defaults, so that a key means one thing
 VW_ONLY = ("schedule.t0", "schedule.factor", "schedule.n1", "schedule.max_variance",
            "model.alpha", "model.min_var", "model.min_var_at_1", "model.mean_scale",
+           "model.denoised_clip",
            "model.init_var", "model.noise_scale", "train.objective", "train.mode",
            "train.transition_batch", "train.loss_steps", "train.hidden_weight", "train.prior_momentum",
            "train.decoupled_scale", "train.variance_weight")
@@ -478,6 +483,11 @@ def validate(config: Config) -> Config:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if flat["model.min_var_at_1"]:
         _validate_floor(flat)
+    if flat["model.denoised_clip"] and flat["model.mean_scale"] != "denoise":
+        raise ConfigError("config key model.denoised_clip: needs model.mean_scale=denoise")
+    if flat["model.mean_scale"] == "denoise" and flat["model.backbone"] == "rate":
+        raise ConfigError("config key model.mean_scale: the rate network's mean is its own "
+                          "(rate.leak); denoise needs another backbone")
     return config
 
 

@@ -375,6 +375,7 @@ def build_model(config: Config) -> Walkback:
         min_var=unit_min_var(config, shape), cond_dim=m.cond_dim, mean_scale=m.mean_scale,
         var_scale=var_scale, min_var_at_1=m.min_var_at_1 or None,
         top_temperature=float(temps.max()),
+        temperatures=temps if m.mean_scale == "denoise" else None, clip=m.denoised_clip,
     )
     return Walkback(operator, GaussianPrior(shape), temps, heating=config.train.heating, config=config,
                     hidden_dim=r.hidden_units if rate else 0,

@@ -12,10 +12,11 @@ from torch.nn import functional as F
 
 from .streams import Generator, randn
 
-__all__ = ["GaussianStep", "TransitionOperator", "gaussian_log_prob", "log_temperature_embedding"]
+__all__ = ["GaussianStep", "TransitionOperator", "denoised_mean", "gaussian_log_prob",
+           "log_temperature_embedding"]
 
 OperatorForm = Literal["2017", "conditioned"]
-MeanScale = Literal["none", "noise"]
+MeanScale = Literal["none", "noise", "denoise"]
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -62,6 +63,14 @@ class GaussianStep:
         return self.mean + self.total_var.sqrt() * eps
 
 
+def denoised_mean(s: torch.Tensor, d: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """``s + lambda (D - s)``: the step toward the denoised estimate ``D``. For a
+    variance-exploding diffusion ``s_t = x + sigma_t eps`` and ``lambda = (sigma_t^2 -
+    sigma_{t-1}^2) / sigma_t^2`` this is ``E[s_{t-1} | s_t]`` when ``D = E[x | s_t]``
+    (docs/method.md, "Denoising form")."""
+    return s + lam * (d - s)
+
+
 def log_temperature_embedding(temperature: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of ``log T``, shape ``(B, dim)`` (``dim`` even)."""
     half = dim // 2
@@ -83,6 +92,13 @@ class TransitionOperator(nn.Module):
     residual ``F - s`` is measured in units of the step's own noise standard deviation (a
     preconditioning: the same family of Gaussians, but the backbone's outputs and gradients stay
     of order one from ``T = 1`` to the hottest step instead of scaling like ``1 / sqrt(T var)``).
+    ``mean_scale="denoise"`` (EDM-style, docs/method.md, "Denoising form"): the backbone sees
+    ``s`` scaled to unit mean square per example, its ``F`` is a denoised estimate ``D`` of the
+    data, and ``mean = s + lambda(T) (D - s)`` with ``lambda(T) = T / sum_{T_j <= T} T_j`` over
+    the heating schedule ``temperatures`` (``denoise_weight``): the posterior mean of a variance-
+    exploding diffusion with step variances proportional to T, exact for Gaussian data and the
+    optimal ``D``. ``clip > 0`` clamps ``D`` to ``[-clip, clip]`` outside training (sampling,
+    the bound), ``alpha`` is not used.
     form ``"2017"``: the backbone does not see T (``cond=None``), as in the 2017 code.
     form ``"conditioned"``: the backbone gets an embedding of ``log T`` (``cond``, width
     ``cond_dim``).
@@ -101,13 +117,22 @@ class TransitionOperator(nn.Module):
         var_scale: float = 1.0,
         min_var_at_1: float | None = None,
         top_temperature: float = 1.0,
+        temperatures: torch.Tensor | None = None,
+        clip: float = 0.0,
     ) -> None:
         super().__init__()
         if form not in ("2017", "conditioned"):
             raise ValueError(f"form must be '2017' or 'conditioned', got {form!r}")
-        if mean_scale not in ("none", "noise"):
-            raise ValueError(f"mean_scale must be 'none' or 'noise', got {mean_scale!r}")
+        if mean_scale not in ("none", "noise", "denoise"):
+            raise ValueError(f"mean_scale must be 'none', 'noise' or 'denoise', got "
+                             f"{mean_scale!r}")
+        if mean_scale == "denoise" and temperatures is None:
+            raise ValueError("mean_scale='denoise' needs the heating schedule's temperatures")
         self.mean_scale = mean_scale
+        self.clip = clip
+        if temperatures is not None:  # built from the config on load
+            self.register_buffer("temperatures", torch.as_tensor(temperatures).detach().clone(),
+                                 persistent=False)
         self.backbone = backbone
         self.data_shape = tuple(data_shape)
         self.form = form
@@ -149,6 +174,15 @@ class TransitionOperator(nn.Module):
             log_ratio = math.log(top / self.min_var_at_1)
         return self.min_var_at_1 * torch.exp(u * log_ratio)
 
+    def denoise_weight(self, temperature: torch.Tensor) -> torch.Tensor:
+        """``lambda(T) = T / (T + sum of the schedule's T_j < T)``, shape of ``temperature``: the
+        share of the noise accumulated up to ``T`` that the step at ``T`` added, when step ``j``
+        adds noise of variance proportional to ``T_j`` (1 at and below the first temperature)."""
+        t = temperature.to(self.temperatures.dtype)
+        temps = self.temperatures.reshape((1,) * t.dim() + (-1,))
+        below = torch.where(temps < t.unsqueeze(-1), temps, torch.zeros_like(temps)).sum(-1)
+        return (t / (t + below)).to(temperature.dtype)
+
     def forward(self, s: torch.Tensor, temperature: float | torch.Tensor) -> GaussianStep:
         """The Gaussian ``p_T(. | s)`` for states ``s`` of shape ``(B, *data_shape)``."""
         dtype = s.dtype if s.is_floating_point() else torch.float32
@@ -156,7 +190,11 @@ class TransitionOperator(nn.Module):
         cond = None
         if self.form == "conditioned":
             cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim).to(dtype)
-        f, g = self.backbone(s, cond)
+        if self.mean_scale == "denoise":  # the backbone sees s at unit mean square
+            dims = tuple(range(1, s.dim()))
+            f, g = self.backbone(s * s.square().mean(dims, keepdim=True).add(1e-8).rsqrt(), cond)
+        else:
+            f, g = self.backbone(s, cond)
         min_var = self.variance_floor(t)
         if isinstance(min_var, torch.Tensor):
             min_var = min_var.to(s.dtype)
@@ -164,6 +202,14 @@ class TransitionOperator(nn.Module):
         step = GaussianStep(mean=s, var=var, temperature=t)
         if self.mean_scale == "noise":
             step.mean = s + (1 - self.alpha) * step.total_var.sqrt() * (f.to(s.dtype) - s)
+        elif self.mean_scale == "denoise":
+            d = f.to(s.dtype)
+            if self.clip > 0 and not self.training:
+                d = d.clamp(-self.clip, self.clip)
+            lam = self.denoise_weight(t)
+            if lam.dim():
+                lam = lam.reshape(lam.shape + (1,) * len(self.data_shape))
+            step.mean = denoised_mean(s, d, lam)
         else:
             step.mean = self.alpha * s + (1 - self.alpha) * f.to(s.dtype)
         return step
