@@ -3,16 +3,18 @@ saved model; the operator's closed forms are in test_transition.py."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from walkback.cli import main
-from walkback.config import apply_overrides
+from walkback.config import apply_overrides, config_from_saved
 from walkback.errors import ConfigError
 from walkback.model import build_model, load
 from walkback.presets import get_preset
+from walkback.runs import load_data
 
 
 @pytest.mark.parametrize("sets, message", [
@@ -41,10 +43,18 @@ def test_a_trained_denoising_run_saves_and_loads_with_the_same_means(tmp_path: P
                  "--set", "model.form=conditioned", "--set", "model.mean_scale=denoise",
                  "--set", "model.denoised_clip=3", "--set", "mlp.hidden=32", "--no-progress"]) == 0
     model = load(run).eval()
-    assert model.operator.mean_scale == "denoise" and model.operator.clip == 3.0
+    op = model.operator
+    assert op.mean_scale == "denoise" and op.clip == 3.0
+    # c_in(T)'s statistics were recorded in training and saved: the training data's mean
+    # square and a heating noise that grows with T
+    data = load_data(config_from_saved(json.loads((run / "config.json").read_text())))
+    assert float(op.data_square) == pytest.approx(float(data.train.square().mean()), rel=1e-5)
+    noise = op.heat_noise
+    assert bool((noise > 0).all()) and float(noise[-1]) > 10 * float(noise[0])
+    assert float(op.input_scale(op.temperatures[-1])) < float(op.input_scale(op.temperatures[0]))
     s = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        step = model.operator(s, 50.0)
+        step = op(s, 50.0)
         again = load(run).eval().operator(s, 50.0)
     torch.testing.assert_close(step.mean, again.mean)
     assert torch.isfinite(step.mean).all() and torch.isfinite(step.var).all()

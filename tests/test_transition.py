@@ -195,9 +195,9 @@ def test_unknown_mean_scale_is_refused() -> None:
 
 class _OptimalDenoiser(nn.Module):
     """For data ``x ~ N(0, sd2 I)`` heated to ``s = x + sigma eps``: ``E[x | s] = sd2 / (sd2 +
-    sigma^2) s``, computed from the unit-scaled input the operator gives it (``s_in = s /
-    rms(s)``, with ``rms(s) ~ sqrt(sd2 + sigma^2)`` in high dimension). The test sets
-    ``sigma2``; the variance head is constant."""
+    sigma^2) s``, computed from the scaled input the operator gives it (``c_in s`` with
+    ``c_in = (sd2 + sigma^2)^(-1/2)``). The test sets ``sigma2``; the variance head is
+    constant."""
 
     def __init__(self, sd2: float) -> None:
         super().__init__()
@@ -209,32 +209,37 @@ class _OptimalDenoiser(nn.Module):
 
 
 def test_denoising_form_gives_the_exact_posterior_mean_for_gaussian_data() -> None:
-    """Closed form: heating steps of variance c T_j on N(0, sd2) data, the optimal denoiser, and
-    lambda(T_t) = T_t / sum_{j <= t} T_j give E[s_{t-1} | s_t] = s_t (sd2 + sigma_{t-1}^2) /
-    (sd2 + sigma_t^2), sigma_t^2 = c sum_{j <= t} T_j (up to rms(s)'s O(1/sqrt(D)) spread)."""
-    dim, sd2, c = 20_000, 0.3, 0.05
-    temps = torch.tensor([1.0, 1.0, 1.5, 2.25, 3.375, 5.0625], dtype=torch.float64)
+    """Closed form: heating steps of variance c T_j on N(0, sd2) data, recorded as the heating
+    noise, the optimal denoiser, and lambda(T_t) = T_t / sum_{j <= t} T_j give
+    E[s_{t-1} | s_t] = s_t (sd2 + sigma_{t-1}^2) / (sd2 + sigma_t^2), sigma_t^2 = c sum_{j <= t}
+    T_j, at every step."""
+    dim, sd2, c = 64, 0.3, 0.05
+    temps = torch.tensor([1.0, 1.5, 2.25, 3.375, 5.0625], dtype=torch.float64)
     backbone = _OptimalDenoiser(sd2)
     op = TransitionOperator(backbone, (dim,), form="2017", mean_scale="denoise",
                             temperatures=temps, min_var=1e-6).double()
+    op.data_square.fill_(sd2)
+    op.record_heating(c * temps, momentum=0.9)  # the first path is taken whole
     gen = torch.Generator().manual_seed(0)
     x = math.sqrt(sd2) * torch.randn(4, dim, generator=gen, dtype=torch.float64)
-    for t in range(2, len(temps)):  # T_1 = T_2 = 1: lambda = 1 at the first step only
+    for t in range(len(temps)):
         sigma2 = c * float(temps[: t + 1].sum())
         before = c * float(temps[:t].sum())
         backbone.sigma2 = sigma2
         s = x + math.sqrt(sigma2) * torch.randn(4, dim, generator=gen, dtype=torch.float64)
         with torch.no_grad():
             mean = op(s, float(temps[t])).mean
-        torch.testing.assert_close(mean, s * (sd2 + before) / (sd2 + sigma2), rtol=0, atol=0.02)
+        torch.testing.assert_close(mean, s * (sd2 + before) / (sd2 + sigma2))
+        assert float(op.input_scale(temps[t])) == pytest.approx((sd2 + sigma2) ** -0.5)
         assert float(op.denoise_weight(temps[t])) == pytest.approx(
             float(temps[t] / temps[: t + 1].sum()))
     assert float(op.denoise_weight(torch.tensor(1.0, dtype=torch.float64))) == 1.0
 
 
-def test_denoising_form_scales_the_input_and_clips_only_outside_training() -> None:
-    """The backbone sees each example at unit mean square; ``clip`` clamps D while sampling (eval
-    mode), not in training, so the training gradients are never cut."""
+def test_heating_noise_is_recorded_with_momentum_and_scales_the_input() -> None:
+    """``record_heating``: the first path whole, then a moving average; a shorter path (the
+    heating stopped early) leaves the later steps as they were. The backbone sees ``c_in(T) s``
+    per example, ``clip`` clamps D while sampling (eval mode), not in training."""
     seen = {}
 
     class Far(nn.Module):
@@ -245,14 +250,19 @@ def test_denoising_form_scales_the_input_and_clips_only_outside_training() -> No
     temps = torch.tensor([1.0, 2.0, 4.0])
     op = TransitionOperator(Far(), (DIM,), form="conditioned", cond_dim=16, mean_scale="denoise",
                             temperatures=temps, clip=1.0)
+    op.record_heating(torch.tensor([1.0, 2.0, 4.0]), momentum=0.5)
+    op.record_heating(torch.tensor([3.0, 4.0]), momentum=0.5)
+    torch.testing.assert_close(op.heat_noise, torch.tensor([2.0, 3.0, 4.0]))
     s = 30 * torch.randn(6, DIM, generator=torch.Generator().manual_seed(2))
     lam = 4.0 / 7.0
     train_mean = op.train()(s, 4.0).mean
-    torch.testing.assert_close(seen["s_in"].square().mean(1), torch.ones(6))
+    torch.testing.assert_close(seen["s_in"], s / math.sqrt(1 + 9.0))  # data_square 1 + 2 + 3 + 4
     torch.testing.assert_close(train_mean, s + lam * (5 - s))
     torch.testing.assert_close(op.eval()(s, 4.0).mean, s + lam * (1 - s))
-    per_example = op.eval()(s, torch.tensor([1.0, 2.0, 4.0, 4.0, 2.0, 1.0])).mean
+    per_example = torch.tensor([1.0, 2.0, 4.0, 4.0, 2.0, 1.0])
     lams = torch.tensor([1.0, 2 / 3, lam, lam, 2 / 3, 1.0])[:, None]
-    torch.testing.assert_close(per_example, s + lams * (1 - s))
+    torch.testing.assert_close(op.eval()(s, per_example).mean, s + lams * (1 - s))
+    scales = torch.tensor([3.0, 6.0, 10.0, 10.0, 6.0, 3.0]).rsqrt()[:, None]
+    torch.testing.assert_close(seen["s_in"], s * scales)
     with pytest.raises(ValueError, match="temperatures"):
         TransitionOperator(Far(), (DIM,), mean_scale="denoise")

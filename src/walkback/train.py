@@ -343,6 +343,9 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
                  weights, config.schedule.max_variance or None)
     done = _walk_back_mode(config)(walk)
     model.prior.update(done.end, config.train.prior_momentum, reduce=distributed.all_mean)
+    if config.model.mean_scale == "denoise":  # the input scale c_in(T) follows the heating
+        noise = distributed.all_mean(torch.stack([torch.as_tensor(n) for n in done.noise]))
+        model.operator.record_heating(noise.float(), config.train.prior_momentum)
     model.num_active.fill_(len(done.noise))  # heating steps taken (one noise variance each)
     _copy_buffers(ema, model)
     mean_term = float(torch.stack(list(done.terms)).mean())
@@ -450,6 +453,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
     # DDPM's stays N(0, I)
     if config.method != "ddpm":
         model.prior.fit(model.lift(train_x[:PRIOR_FIT_POINTS]) if model.hidden_dim else train_x)
+    if config.model.mean_scale == "denoise":  # c_in(T)'s data term
+        model.operator.data_square.fill_(float(train_x.float().square().mean()))
     ema = copy.deepcopy(model).requires_grad_(False)
     if cfg.compile:
         model.operator.backbone.compile()  # in place: state-dict keys are unchanged

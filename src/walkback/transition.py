@@ -93,12 +93,13 @@ class TransitionOperator(nn.Module):
     preconditioning: the same family of Gaussians, but the backbone's outputs and gradients stay
     of order one from ``T = 1`` to the hottest step instead of scaling like ``1 / sqrt(T var)``).
     ``mean_scale="denoise"`` (EDM-style, docs/method.md, "Denoising form"): the backbone sees
-    ``s`` scaled to unit mean square per example, its ``F`` is a denoised estimate ``D`` of the
-    data, and ``mean = s + lambda(T) (D - s)`` with ``lambda(T) = T / sum_{T_j <= T} T_j`` over
-    the heating schedule ``temperatures`` (``denoise_weight``): the posterior mean of a variance-
-    exploding diffusion with step variances proportional to T, exact for Gaussian data and the
-    optimal ``D``. ``clip > 0`` clamps ``D`` to ``[-clip, clip]`` outside training (sampling,
-    the bound), ``alpha`` is not used.
+    ``c_in(T) s`` (``input_scale``: about unit mean square, from the data's mean square and the
+    heating noise recorded in training, ``record_heating``), its ``F`` is a denoised estimate
+    ``D`` of the data, and ``mean = s + lambda(T) (D - s)`` with ``lambda(T) = T / sum_{T_j <=
+    T} T_j`` over the heating schedule ``temperatures`` (``denoise_weight``): the posterior mean
+    of a variance-exploding diffusion with step variances proportional to T, exact for Gaussian
+    data and the optimal ``D``. ``clip > 0`` clamps ``D`` to ``[-clip, clip]`` outside training
+    (sampling, the bound), ``alpha`` is not used.
     form ``"2017"``: the backbone does not see T (``cond=None``), as in the 2017 code.
     form ``"conditioned"``: the backbone gets an embedding of ``log T`` (``cond``, width
     ``cond_dim``).
@@ -133,6 +134,9 @@ class TransitionOperator(nn.Module):
         if temperatures is not None:  # built from the config on load
             self.register_buffer("temperatures", torch.as_tensor(temperatures).detach().clone(),
                                  persistent=False)
+        if mean_scale == "denoise":  # c_in's statistics: saved with the weights
+            self.register_buffer("data_square", torch.ones(()))
+            self.register_buffer("heat_noise", torch.zeros(len(self.temperatures)))
         self.backbone = backbone
         self.data_shape = tuple(data_shape)
         self.form = form
@@ -183,6 +187,30 @@ class TransitionOperator(nn.Module):
         below = torch.where(temps < t.unsqueeze(-1), temps, torch.zeros_like(temps)).sum(-1)
         return (t / (t + below)).to(temperature.dtype)
 
+    def _below(self, values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``sum_j values_j`` over the schedule's steps with ``T_j <= t`` (shape of ``t``)."""
+        temps = self.temperatures.reshape((1,) * t.dim() + (-1,))
+        values = values.to(t.dtype).reshape((1,) * t.dim() + (-1,))
+        return torch.where(temps <= t.unsqueeze(-1), values, torch.zeros_like(values)).sum(-1)
+
+    def input_scale(self, temperature: torch.Tensor) -> torch.Tensor:
+        """``c_in(T) = (E[x^2] + sum_{T_j <= T} n_j)^(-1/2)``: ``n_j`` the heating noise variance
+        of step ``j`` (``record_heating``), ``E[x^2]`` the data's mean square; a function of T
+        alone, so the backbone, which sees T, loses nothing."""
+        t = temperature.to(self.temperatures.dtype)
+        return (self.data_square + self._below(self.heat_noise, t)).rsqrt()
+
+    @torch.no_grad()
+    def record_heating(self, noise: torch.Tensor, momentum: float) -> None:
+        """Move ``heat_noise`` toward one heating path's per-step noise variances (the first
+        path is taken whole); steps the path did not reach keep their value."""
+        k = len(noise)
+        seen = self.heat_noise[:k]
+        if not bool(self.heat_noise.any()):
+            seen.copy_(noise)
+        else:
+            seen.lerp_(noise.to(seen.dtype), 1 - momentum)
+
     def forward(self, s: torch.Tensor, temperature: float | torch.Tensor) -> GaussianStep:
         """The Gaussian ``p_T(. | s)`` for states ``s`` of shape ``(B, *data_shape)``."""
         dtype = s.dtype if s.is_floating_point() else torch.float32
@@ -190,9 +218,11 @@ class TransitionOperator(nn.Module):
         cond = None
         if self.form == "conditioned":
             cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim).to(dtype)
-        if self.mean_scale == "denoise":  # the backbone sees s at unit mean square
-            dims = tuple(range(1, s.dim()))
-            f, g = self.backbone(s * s.square().mean(dims, keepdim=True).add(1e-8).rsqrt(), cond)
+        if self.mean_scale == "denoise":  # the backbone sees s at about unit mean square
+            c_in = self.input_scale(t).to(s.dtype)
+            if c_in.dim():
+                c_in = c_in.reshape(c_in.shape + (1,) * len(self.data_shape))
+            f, g = self.backbone(s * c_in, cond)
         else:
             f, g = self.backbone(s, cond)
         min_var = self.variance_floor(t)
