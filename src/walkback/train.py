@@ -344,7 +344,8 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
     done = _walk_back_mode(config)(walk)
     model.prior.update(done.end, config.train.prior_momentum, reduce=distributed.all_mean)
     if config.model.mean_scale == "denoise":  # the input scale c_in(T) follows the heating
-        noise = distributed.all_mean(torch.stack([torch.as_tensor(n) for n in done.noise]))
+        # (done.noise is already the whole minibatch's: walk_away and _online average it)
+        noise = torch.stack([torch.as_tensor(n) for n in done.noise])
         model.operator.record_heating(noise.float(), config.train.prior_momentum)
     model.num_active.fill_(len(done.noise))  # heating steps taken (one noise variance each)
     _copy_buffers(ema, model)
