@@ -183,15 +183,15 @@ class TransitionOperator(nn.Module):
         share of the noise accumulated up to ``T`` that the step at ``T`` added, when step ``j``
         adds noise of variance proportional to ``T_j`` (1 at and below the first temperature)."""
         t = temperature.to(self.temperatures.dtype)
-        temps = self.temperatures.reshape((1,) * t.dim() + (-1,))
-        below = torch.where(temps < t.unsqueeze(-1), temps, torch.zeros_like(temps)).sum(-1)
-        return (t / (t + below)).to(temperature.dtype)
+        return (t / (t + self._below(self.temperatures, t, strict=True))).to(temperature.dtype)
 
-    def _below(self, values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``sum_j values_j`` over the schedule's steps with ``T_j <= t`` (shape of ``t``)."""
+    def _below(self, values: torch.Tensor, t: torch.Tensor, *, strict: bool = False) -> torch.Tensor:
+        """``sum_j values_j`` over the schedule's steps with ``T_j <= t`` (``T_j < t`` when
+        ``strict``), shape of ``t``."""
         temps = self.temperatures.reshape((1,) * t.dim() + (-1,))
         values = values.to(t.dtype).reshape((1,) * t.dim() + (-1,))
-        return torch.where(temps <= t.unsqueeze(-1), values, torch.zeros_like(values)).sum(-1)
+        inside = temps < t.unsqueeze(-1) if strict else temps <= t.unsqueeze(-1)
+        return torch.where(inside, values, torch.zeros_like(values)).sum(-1)
 
     def input_scale(self, temperature: torch.Tensor) -> torch.Tensor:
         """``c_in(T) = (E[x^2] + sum_{T_j <= T} n_j)^(-1/2)``: ``n_j`` the heating noise variance
