@@ -185,7 +185,8 @@ class TransitionOperator(nn.Module):
         t = temperature.to(self.temperatures.dtype)
         return (t / (t + self._below(self.temperatures, t, strict=True))).to(temperature.dtype)
 
-    def _below(self, values: torch.Tensor, t: torch.Tensor, *, strict: bool = False) -> torch.Tensor:
+    def _below(self, values: torch.Tensor, t: torch.Tensor, *,
+               strict: bool = False) -> torch.Tensor:
         """``sum_j values_j`` over the schedule's steps with ``T_j <= t`` (``T_j < t`` when
         ``strict``), shape of ``t``."""
         temps = self.temperatures.reshape((1,) * t.dim() + (-1,))
