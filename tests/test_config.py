@@ -233,8 +233,9 @@ PRESET_PARAMETERS = {
     "cifar10-fixed": 6611334, "cifar10-paper": 32485894, "circle": 33924, "mnist": 6607874,
     "mnist-diffusion": 6607874, "mnist-fixed": 6607874, "mnist-paper": 5707568,
     "mnist-rate": 1083680, "mnist-rate-sym": 1083680, "mog": 33924, "mog-diffusion": 46596,
-    "mog-fixed": 46596, "mog-rate": 4488, "mog-rate-sym": 4488, "ring8": 33924, "spiral": 33924,
-    "spiral-diffusion": 46596, "spiral-fixed": 46596, "spiral-rate": 4488, "svhn": 6611334,
+    "mog-fixed": 46596, "mog-rate": 4488, "mog-rate-sym": 4488, "mog-tuned": 46596,
+    "ring8": 33924, "spiral": 33924, "spiral-diffusion": 46596, "spiral-fixed": 46596,
+    "spiral-rate": 4488, "spiral-tuned": 46596, "svhn": 6611334,
 }
 
 

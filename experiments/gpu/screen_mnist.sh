@@ -4,7 +4,7 @@
 # minibatches each, JOBS arms at a time on GPUS GPUs (default: one after another), then scored:
 # FID and KID of 2,000 samples (30 steps), FID after K more steps at T = 1, the smallest class
 # share and the bound on 1,000 test images (M = 1).
-#   cool:      schedule.factor=1.3  (the heating tops out at T_K = 1.3^29, about 2,000, instead of
+#   top:       schedule.factor=1.3  (the heating tops out at T_K = 1.3^29, about 2,000, instead of
 #              1.5^29, about 128,000: accumulated floor noise std about 9 instead of 62; on 2-D data
 #              a lower top won at equal minibatches and minutes, docs/RESULTS.md, "Heating top")
 #   floor:     model.min_var_at_1=1e-4  (the floor shrinks from 1e-4 at T = 1 to min_var at the top)
@@ -21,7 +21,7 @@ set -euo pipefail
 out=$1 root=$2 weights=$3 steps=${4:-40} cap=${5:-240}
 jobs=${JOBS:-1}
 walkback compare --presets mnist \
-  --variant cool mnist schedule.factor=1.3 \
+  --variant top mnist schedule.factor=1.3 \
   --variant floor mnist model.min_var_at_1=1e-4 \
   --variant decoupled mnist train.objective=decoupled train.variance_weight=0.1 \
   --variant all-data mnist data.num_train=60000 \
