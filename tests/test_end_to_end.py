@@ -78,8 +78,8 @@ def test_tuned_mog_preset_meets_the_targets_and_beats_the_bounds_of_the_preset_a
     tmp_path: Path,
 ) -> None:
     """300 minibatches of ``mog-tuned`` (seed 0: 0.96 within 3 std at E = 0, 0.99 at 10K, M = 16
-    bound +0.59 nats per point); at 1.5 minutes the mog preset's bound was -0.80 and the DDPM's
-    +0.16 (docs/RESULTS.md, "Heating top")."""
+    bound +0.59 nats per point); at 1.5 minutes the mog preset's bound was -0.83 and the DDPM's
+    +0.17 (docs/RESULTS.md, "Heating top")."""
     config = apply_overrides(get_preset("mog-tuned"), ["train.device=cpu", "train.steps=300"])
     model = train(config, tmp_path / "run", progress=False).model
     for extra, stats in _mode_statistics(model, 5000):
