@@ -37,7 +37,7 @@ _SPIRAL_RATE: dict[str, Any] = {"input_scale": 2.0, "inner_steps": 5}
 # transitions) heated to a low top, T_K = 1.2^29 (about 200, the prior's variance about 3 times
 # mog's), the floor shrinking to 1e-4 at T = 1. At 1.5 CPU minutes on mog (3 seeds) dropping any
 # of the T-aware backbone, the floor or the transitions cut the samples within 3 std from 0.998
-# to 0.25-0.51, and the 2-D presets' top (1.5^29) cost 0.5 nats of bound. On the spiral it has
+# to 0.25-0.51, and the image presets' top (1.5^29) cost 0.5 nats of bound. On the spiral it has
 # the best bound of the arms measured but less tight samples than the spiral preset.
 _TOY_TUNED: dict[str, Any] = {
     "model": {"form": "conditioned", "mean_scale": "noise", "min_var": 0.01,
