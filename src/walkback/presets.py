@@ -32,6 +32,10 @@ _MOG_RATE_SCHEDULE: dict[str, Any] = {"factor": 1.4}
 _SPIRAL_RATE: dict[str, Any] = {"input_scale": 2.0, "inner_steps": 5}
 
 
+# The operator of the U-Net presets and of the tuned 2-D presets (docs/method.md): the backbone
+# told T, the noise-scaled mean, the variance floor 0.01.
+_IMAGE_OPERATOR: dict[str, Any] = {"form": "conditioned", "mean_scale": "noise", "min_var": 0.01}
+
 # The tuned 2-D recipe (docs/RESULTS.md, "Heating top"): the image presets' operator (backbone
 # told T, noise-scaled mean, floor 0.01 on the hot steps, one update per minibatch of shuffled
 # transitions) heated to a low top, T_K = 1.2^29 (about 200, the prior's variance about 3 times
@@ -40,8 +44,7 @@ _SPIRAL_RATE: dict[str, Any] = {"input_scale": 2.0, "inner_steps": 5}
 # to 0.25-0.51, and the image presets' top (1.5^29) cost 0.5 nats of bound. On the spiral it has
 # the best bound of the arms measured but less tight samples than the spiral preset.
 _TOY_TUNED: dict[str, Any] = {
-    "model": {"form": "conditioned", "mean_scale": "noise", "min_var": 0.01,
-              "min_var_at_1": 1e-4},
+    "model": {**_IMAGE_OPERATOR, "min_var_at_1": 1e-4},
     "schedule": {"factor": 1.2, "n1": 0},
     "train": {"mode": "transitions", "batch_size": 256, "transition_batch": 256},
 }
@@ -76,7 +79,7 @@ def _toy(name: str, **changes: Any) -> dict[str, Any]:
 # svhn and celeba64 inherit them unmeasured.
 _UNET: dict[str, Any] = {
     "data": {"root": "data"},
-    "model": {"backbone": "unet", "form": "conditioned", "mean_scale": "noise", "min_var": 0.01},
+    "model": {"backbone": "unet", **_IMAGE_OPERATOR},
     "unet": {"channels": 64, "channel_mults": "1,2,2", "num_res_blocks": 2},
     "schedule": {"num_steps": 30, "t0": 1.0, "factor": 1.5, "n1": 0},
     # one minibatch = 256 heating paths whose 30 x 256 transitions, shuffled, make 30 updates of
