@@ -168,15 +168,19 @@ class TransitionOperator(nn.Module):
         floors), shape ``(B,)`` a floor of shape ``(B, 1, ...)`` (or ``(B, *data_shape)``)."""
         if self.min_var_at_1 is None:
             return self.min_var
-        u = (temperature.log() / math.log(self.top_temperature)).clamp(0.0, 1.0)
-        if u.dim():
-            u = u.reshape(u.shape + (1,) * len(self.data_shape))
+        u = self._per_example(
+            (temperature.log() / math.log(self.top_temperature)).clamp(0.0, 1.0))
         top = self.min_var
         if isinstance(top, torch.Tensor):
             log_ratio = (top.to(u.dtype) / self.min_var_at_1).log()
         else:
             log_ratio = math.log(top / self.min_var_at_1)
         return self.min_var_at_1 * torch.exp(u * log_ratio)
+
+    def _per_example(self, value: torch.Tensor) -> torch.Tensor:
+        """A scalar as it is; one value per example ``(B,)`` as ``(B, 1, ...)``, broadcasting
+        over a state."""
+        return value.reshape(value.shape + (1,) * len(self.data_shape)) if value.dim() else value
 
     def denoise_weight(self, temperature: torch.Tensor) -> torch.Tensor:
         """``lambda(T) = T / (T + sum of the schedule's T_j < T)``, shape of ``temperature``: the
@@ -220,9 +224,7 @@ class TransitionOperator(nn.Module):
         if self.form == "conditioned":
             cond = log_temperature_embedding(t.expand(s.shape[0]), self.cond_dim).to(dtype)
         if self.mean_scale == "denoise":  # the backbone sees s at about unit mean square
-            c_in = self.input_scale(t).to(s.dtype)
-            if c_in.dim():
-                c_in = c_in.reshape(c_in.shape + (1,) * len(self.data_shape))
+            c_in = self._per_example(self.input_scale(t).to(s.dtype))
             f, g = self.backbone(s * c_in, cond)
         else:
             f, g = self.backbone(s, cond)
@@ -237,10 +239,7 @@ class TransitionOperator(nn.Module):
             d = f.to(s.dtype)
             if self.clip > 0 and not self.training:
                 d = d.clamp(-self.clip, self.clip)
-            lam = self.denoise_weight(t)
-            if lam.dim():
-                lam = lam.reshape(lam.shape + (1,) * len(self.data_shape))
-            step.mean = denoised_mean(s, d, lam)
+            step.mean = denoised_mean(s, d, self._per_example(self.denoise_weight(t)))
         else:
             step.mean = self.alpha * s + (1 - self.alpha) * f.to(s.dtype)
         return step
