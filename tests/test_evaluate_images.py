@@ -182,6 +182,18 @@ def test_results_do_not_depend_on_batch_size(evaluated, run_dir: Path) -> None:
     assert c["fid"]["value"] != pytest.approx(a["fid"]["value"], rel=1e-6)  # the seed matters
 
 
+def test_the_extra_temperature_changes_the_chain_past_k_only(evaluated, run_dir: Path) -> None:
+    a, cache = evaluated
+    hot = evaluate(run_dir, options=_options(cache, batch_size=8, metrics="fid,chain",
+                                             extra_temperature=1.5))
+    assert hot["samples"]["protocol"]["T_E"] == 1.5 and a["samples"]["protocol"]["T_E"] == 1.0
+    assert hot["chain"]["protocol"]["T_E"] == 1.5
+    snaps_a, snaps_hot = a["chain"]["snapshots"], hot["chain"]["snapshots"]
+    assert snaps_hot[0]["fid"] == snaps_a[0]["fid"]  # E = 0: the same chains, draw for draw
+    for sa, sh in zip(snaps_a[1:], snaps_hot[1:]):
+        assert sh["fid"] != pytest.approx(sa["fid"], rel=1e-6)  # E = K, 2K: hotter steps
+
+
 def test_reference_cache_and_checksum_mismatch(evaluated, run_dir: Path) -> None:
     result, cache = evaluated
     checksum = result["data"]["splits"]["test"]["checksum"]

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from scipy.linalg import solve_discrete_lyapunov
 
 from walkback.metrics.gaussian import LinearGaussian, cooling_moments
 from walkback.models import LinearGaussianBackbone, MLPBackbone
@@ -67,6 +68,23 @@ def test_progressive_yields_k_plus_e_plus_one_states_with_cooling_temperatures()
     assert torch.equal(final.states, states[-1].state) and torch.equal(final.samples, states[-1].mean)
 
 
+def test_the_extra_temperature_sets_the_steps_past_k_only() -> None:
+    op, prior = _mlp_operator(), _prior()
+    hot = [s.temperature for s in anneal_progressive(op, prior, HEAT, 4, extra_steps=3,
+                                                     extra_temperature=1.25, generator=_gen(3))]
+    assert hot == pytest.approx([float(HEAT[-1])] + list(reversed(HEAT.tolist())) + [1.25] * 3)
+    assert chain_temperatures(HEAT, 3, 1.25)[: len(HEAT)].tolist() == chain_temperatures(HEAT).tolist()
+    # T_E = 1 is the default chain, draw for draw; another T_E changes the steps past K
+    same = anneal(op, prior, HEAT, 50, extra_steps=3, extra_temperature=1.0, generator=_gen(4))
+    default = anneal(op, prior, HEAT, 50, extra_steps=3, generator=_gen(4))
+    other = anneal(op, prior, HEAT, 50, extra_steps=3, extra_temperature=1.25, generator=_gen(4))
+    assert torch.equal(same.states, default.states)
+    assert not torch.equal(other.states, default.states)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            chain_temperatures(HEAT, 3, bad)
+
+
 def test_progressive_states_follow_the_operator() -> None:
     """Each state is the previous one pushed through the operator at the listed temperature:
     the yielded mean is ``mean(previous state, T)``."""
@@ -101,22 +119,55 @@ def _linear_setup() -> tuple[TransitionOperator, GaussianPrior, LinearGaussian]:
     return op, prior, LinearGaussian.from_operator(op)
 
 
-@pytest.mark.parametrize(("extra", "batch_size"), [(0, None), (4, None), (4, 997)])
-def test_annealed_moments_match_the_exact_marginal(extra: int, batch_size: int | None) -> None:
-    op, prior, exact = _linear_setup()
-    n = 40_000
-    result = anneal(op, prior, HEAT, n, extra_steps=extra, batch_size=batch_size, generator=_gen(6))
-    mean, cov = cooling_moments(exact, HEAT, prior.mean, prior.var, extra_steps=extra)
-    x = result.states  # the chain states follow the exact marginal
-    assert x.dtype == F64 and x.shape == (n, 2)
+def _assert_gaussian_moments(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> None:
+    """The sample mean and covariance of ``x`` ``(n, d)`` within 5 standard errors of ``mean``
+    and ``cov``."""
+    n = x.shape[0]
     se_mean = (torch.diagonal(cov) / n).sqrt()
     assert bool(((x.mean(0) - mean).abs() < 5 * se_mean).all()), (x.mean(0), mean)
     # Var of a Gaussian sample covariance entry: (S_ii S_jj + S_ij^2) / n
     emp_cov = torch.cov(x.T)
     se_cov = ((torch.outer(torch.diagonal(cov), torch.diagonal(cov)) + cov**2) / n).sqrt()
     assert bool(((emp_cov - cov).abs() < 5 * se_cov).all()), (emp_cov, cov)
+
+
+@pytest.mark.parametrize(("extra", "batch_size", "t_extra"),
+                         [(0, None, 1.0), (4, None, 1.0), (4, 997, 1.0), (4, None, 1.7)])
+def test_annealed_moments_match_the_exact_marginal(extra: int, batch_size: int | None,
+                                                   t_extra: float) -> None:
+    op, prior, exact = _linear_setup()
+    n = 40_000
+    result = anneal(op, prior, HEAT, n, extra_steps=extra, extra_temperature=t_extra,
+                    batch_size=batch_size, generator=_gen(6))
+    mean, cov = cooling_moments(exact, HEAT, prior.mean, prior.var, extra_steps=extra,
+                                extra_temperature=t_extra)
+    x = result.states  # the chain states follow the exact marginal
+    assert x.dtype == F64 and x.shape == (n, 2)
+    _assert_gaussian_moments(x, mean, cov)
     # the samples are the last step's means, M s + c of the state before it
     assert not torch.equal(result.samples, result.states)
+
+
+@pytest.mark.parametrize("t_extra", [0.6, 1.5])
+def test_long_chains_reach_the_stationary_law_of_the_extra_temperature(t_extra: float) -> None:
+    """Past K the chain is ``s' = M s + c + N(0, T_E D)``: its stationary law has the mean
+    ``(I - M)^-1 c`` and the covariance that solves ``S = M S M^T + T_E D`` (discrete Lyapunov),
+    ``T_E`` times the stationary covariance at ``T = 1``."""
+    op, prior, exact = _linear_setup()
+    m, q = exact.matrix, exact.noise_cov(1.0)
+    at_1 = torch.from_numpy(solve_discrete_lyapunov(m.numpy(), q.numpy()))
+    mean = torch.linalg.solve(torch.eye(2, dtype=F64) - m, exact.offset)
+    extra = 150  # |eig M| = 0.85: the prior is forgotten to 1e-21
+    closed_mean, closed_cov = cooling_moments(exact, HEAT, prior.mean, prior.var,
+                                              extra_steps=extra, extra_temperature=t_extra)
+    torch.testing.assert_close(closed_mean, mean, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(closed_cov, t_extra * at_1, rtol=1e-9, atol=1e-12)
+    x = anneal(op, prior, HEAT, 40_000, extra_steps=extra, extra_temperature=t_extra,
+               generator=_gen(8)).states
+    _assert_gaussian_moments(x, mean, t_extra * at_1)
+    # not vacuous: the variances differ from those of T = 1 by far more than their errors
+    gap = (torch.diagonal(torch.cov(x.T)) / torch.diagonal(at_1) - 1).abs()
+    assert bool((gap > 0.3).all()), gap
 
 
 def test_cooling_moments_differ_from_prior_moments() -> None:

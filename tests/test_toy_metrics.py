@@ -9,6 +9,7 @@ from walkback.data import make_toy, toy_modes
 from walkback.metrics import (
     mmd_rbf,
     mode_statistics,
+    nearest_centre,
     nearest_distance_ratio,
     nearest_distances,
     subsample,
@@ -37,6 +38,15 @@ def test_mode_statistics_collapsed_samples_cover_one_mode() -> None:
     assert stats.fraction_within == 1.0
     assert stats.modes_covered == 1
     assert stats.weights[4] == 1.0 and sum(stats.weights) == 1.0
+
+
+def test_nearest_centre_gives_the_index_and_distance_of_the_closest_centre() -> None:
+    centres, _ = toy_modes("mog")
+    offsets = torch.tensor([[0.1, 0.0], [0.0, -0.2], [0.05, 0.05]], dtype=torch.float64)
+    picks = torch.tensor([0, 4, 8])
+    dist, index = nearest_centre(centres[picks] + offsets, centres)
+    assert index.tolist() == picks.tolist()
+    torch.testing.assert_close(dist, offsets.norm(dim=1))
 
 
 def test_mode_statistics_far_samples() -> None:

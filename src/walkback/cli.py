@@ -8,6 +8,7 @@ errors); set ``WALKBACK_DEBUG=1`` to get the traceback instead.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -31,7 +32,7 @@ from .evaluation.samples import write_samples
 from .evaluation.toy import REPORTED, REPORTED_STATES
 from .presets import PRESETS, get_preset
 from .model import START_FIT_POINTS, START_PRIOR_FILE
-from .runs import load_data, load_run_config, load_run_model, resolve_device
+from .runs import extra_temperature, load_data, load_run_config, load_run_model, resolve_device
 from .streams import StackedRandom
 from .train import train
 
@@ -106,6 +107,7 @@ def _sample(args: argparse.Namespace) -> int:
             raise ConfigError("--sampler: only for method=ddpm runs (DDIM or ancestral steps)")
         model.operator.eta = 0.0 if args.sampler == "ddim" else 1.0
     extra = args.extra_steps if args.extra_steps is not None else config.sample.extra_steps
+    t_extra = extra_temperature(config, args.extra_temperature)
     batch = args.batch_size if args.batch_size is not None else config.sample.batch_size
     start = args.start_step if args.start_step is not None else model.start_step
     # chain i draws from stream i // SAMPLE_BLOCK: the same chains for any batch size and any
@@ -115,8 +117,8 @@ def _sample(args: argparse.Namespace) -> int:
     if stop > first:
         streams = StackedRandom(args.seed, first, stop, block=SAMPLE_BLOCK, device=device)
         with torch.no_grad():
-            result = model.sample(stop - first, extra_steps=extra, batch_size=batch,
-                                  generator=streams, start_step=start)
+            result = model.sample(stop - first, extra_steps=extra, extra_temperature=t_extra,
+                                  batch_size=batch, generator=streams, start_step=start)
         parts = ([result.samples.cpu()], [result.states.cpu()])
     gathered = distributed.gather(parts)
     if not here.main:
@@ -125,7 +127,8 @@ def _sample(args: argparse.Namespace) -> int:
     states = torch.cat([t for p in gathered for t in p[1]])
     k = start or len(model.active_temperatures)
     meta = {"run_dir": str(args.run_dir), "data": config.data.name, "method": config.method,
-            "K": k, "E": extra, "seed": args.seed, "N": args.num_samples, "reported": REPORTED,
+            "K": k, "E": extra, "T_E": t_extra, "seed": args.seed, "N": args.num_samples,
+            "reported": REPORTED,
             "states": REPORTED_STATES, "streams": f"chain i: seed {args.seed}, block "
             f"{SAMPLE_BLOCK} (streams.StackedRandom)", **({"start_step": start} if start else {}),
             **({"sampler": args.sampler} if args.sampler else {})}
@@ -204,7 +207,7 @@ def _eval_options(args: argparse.Namespace, command: str) -> EvalOptions:
         cache_dir=args.cache_dir, fid_weights=args.fid_weights, data_root=args.data_root,
         resolution=args.resolution, progress=not args.no_progress, command=command,
         amp=args.amp or "none", floor=not args.no_floor, report=args.report or "samples",
-        start_step=args.start_step)
+        start_step=args.start_step, extra_temperature=args.extra_temperature)
 
 
 def _guard_evaluation(out: Path, overwrite: bool) -> None:
@@ -255,6 +258,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     print("\n".join(image_summary(result)))
     print(f"wrote {out / 'eval.json'} and {out / 'figures'}/")
     return 0
+
+
+def _positive(raw: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {raw}")
+    return value
 
 
 def _positive_minutes(raw: str) -> float:
@@ -361,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True, metavar="DIR")
     p.add_argument("--num-samples", required=True, type=_count(1), metavar="N")
     p.add_argument("--extra-steps", type=_count(0), metavar="E", help="steps at T=1 after cooling")
+    p.add_argument("--extra-temperature", type=_positive, metavar="T",
+                   help="VW: the temperature of those steps (default: the run's "
+                   "sample.extra_temperature, 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_count(1), metavar="B")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
@@ -407,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bound-points", type=_count(1), metavar="N", help="images: first N test images")
     p.add_argument("--chain-steps", metavar="LIST",
                    help=f"images: extra steps E at T=1, integers or multiples of K ({DEFAULT_CHAIN_STEPS})")
+    p.add_argument("--extra-temperature", type=_positive, metavar="T",
+                   help="VW runs: the temperature of the steps past K (default: the run's "
+                   "sample.extra_temperature, 1)")
     p.add_argument("--batch-size", type=_count(1), metavar="B", help="images (results do not depend on it)")
     p.add_argument("--fid-weights", metavar="PATH", help="FID Inception weights (.npz, .pt, .pth)")
     p.add_argument("--no-floor", action="store_true",

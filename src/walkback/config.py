@@ -162,6 +162,8 @@ class TrainConfig:
 class SampleConfig:
     num_samples: int = 5000
     extra_steps: int = 0  # E steps at T = 1 after cooling
+    extra_temperature: float = 1.0  # T_E of those steps (a little above 1 adds the noise that a
+    # denoising step removes in excess: docs/method.md, "Sampling")
     batch_size: int = 5000
     num_paths: int = 16  # M for the importance-weighted bound
     start_step: int = 0  # > 0: start the chains at this heating step from a prior fitted to the
@@ -270,6 +272,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "train.dist_timeout_s": ABOVE_0,
     "sample.num_samples": AT_LEAST_1,
     "sample.extra_steps": AT_LEAST_0,
+    "sample.extra_temperature": ABOVE_0,
     "sample.batch_size": AT_LEAST_1,
     "sample.num_paths": AT_LEAST_1,
     "sample.start_step": AT_LEAST_0,
@@ -303,7 +306,7 @@ VW_ONLY = ("schedule.t0", "schedule.factor", "schedule.n1", "schedule.max_varian
            "model.denoised_clip",
            "model.init_var", "model.noise_scale", "train.objective", "train.mode",
            "train.transition_batch", "train.loss_steps", "train.hidden_weight", "train.prior_momentum",
-           "train.decoupled_scale", "train.variance_weight")
+           "train.decoupled_scale", "train.variance_weight", "sample.extra_temperature")
 DROPPED = ("train.max_file_mb",)  # file splitting: checkpoints and models are written whole
 
 

@@ -62,13 +62,15 @@ def inpaint(
     *,
     completions: int,
     extra_steps: int = 0,
+    extra_temperature: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> InpaintResult:
     """Complete the unknown pixels of ``x`` ``(B, C, H, W)`` ``completions`` times each.
 
     ``known_mask`` is bool, ``(C, H, W)`` or ``(B, C, H, W)`` (True = known). All
     ``B * completions`` chains run as one batch: ``s_K ~ p*`` (clamped), then for each
-    temperature ``T_K..T_1, 1 x extra_steps`` a sample from the operator followed by the clamp.
+    temperature ``T_K..T_1, T_E x extra_steps`` (``T_E = extra_temperature``) a sample from the
+    operator followed by the clamp.
     Known pixels of every completion equal ``x`` exactly.
     """
     if completions < 1:
@@ -80,7 +82,7 @@ def inpaint(
     target = x.repeat_interleave(completions, dim=0)  # (B * n, C, H, W), image-major
     known = mask.repeat_interleave(completions, dim=0)
     s = torch.where(known, target, prior.sample(b * completions, generator=generator).to(x))
-    for temperature in chain_temperatures(heating_temps, extra_steps).tolist():
+    for temperature in chain_temperatures(heating_temps, extra_steps, extra_temperature).tolist():
         s = operator(s, temperature).sample(generator=generator)
         s = torch.where(known, target, s)
     return InpaintResult(s.reshape(b, completions, *x.shape[1:]), mask.clone())

@@ -173,10 +173,12 @@ class Walkback(nn.Module):
         return s
 
     def sample(
-        self, num_samples: int, *, extra_steps: int = 0, batch_size: int | None = None,
-        generator: torch.Generator | None = None, start_step: int | None = None,
+        self, num_samples: int, *, extra_steps: int = 0, extra_temperature: float = 1.0,
+        batch_size: int | None = None, generator: torch.Generator | None = None,
+        start_step: int | None = None,
     ) -> SampleResult:
-        """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at ``T = 1``;
+        """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at ``T = 1``
+        (or at ``T_E = extra_temperature``);
         returns the visible parts of the last step's means (``samples``) and of the final states
         (``states``); use ``sampler.anneal`` on ``operator`` and ``prior`` for full states.
 
@@ -185,7 +187,8 @@ class Walkback(nn.Module):
         model = self.start_at(self.start_step if start_step is None else start_step)
         result = anneal(
             model.operator, model.prior, model.active_temperatures, num_samples,
-            extra_steps=extra_steps, batch_size=batch_size, generator=generator,
+            extra_steps=extra_steps, extra_temperature=extra_temperature,
+            batch_size=batch_size, generator=generator,
         )
         if not self.hidden_dim:
             return result

@@ -94,19 +94,22 @@ def chain_gif(
     steps_past_k: int,
     frames: int,
     num_chains: int = 16,
+    extra_temperature: float = 1.0,
     generator: torch.Generator | None = None,
     duration_ms: int = 100,
 ) -> Path:
     """Animated GIF (looping) of ``num_chains`` cooling chains in a square grid
     (``ceil(sqrt(num_chains))`` per row, 4x4 by default): the prior draw, ``K`` cooling steps
-    and ``steps_past_k`` extra steps at ``T = 1``, shown at ``frames`` evenly spaced states
+    and ``steps_past_k`` extra steps at ``T_E = extra_temperature``, shown at ``frames`` evenly
+    spaced states
     (``frames <= K + steps_past_k + 1``)."""
     if len(model.prior.data_shape) != 3:
         raise ValueError(f"chain_gif needs an image model, got shape {model.prior.data_shape}")
     temps = model.active_temperatures
     keep = set(evenly_spaced(len(temps) + steps_past_k + 1, frames))
     states = states_at(model.operator, model.prior, temps, num_chains, keep,
-                       extra_steps=steps_past_k, generator=generator)
+                       extra_steps=steps_past_k, extra_temperature=extra_temperature,
+                       generator=generator)
     side = math.ceil(math.sqrt(num_chains))
     rows = math.ceil(num_chains / side)
     images = []

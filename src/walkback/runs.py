@@ -18,7 +18,7 @@ from .errors import CheckpointError, ConfigError
 from .model import MODEL_FILE, Walkback, load
 
 __all__ = ["resolve_device", "enable_fast_kernels", "amp_autocast", "load_data",
-           "load_run_config", "holds_run", "load_run_model"]
+           "load_run_config", "holds_run", "load_run_model", "extra_temperature"]
 
 
 def resolve_device(name: str, *, setting: str = "config key train.device") -> torch.device:
@@ -67,6 +67,20 @@ def load_run_config(run_dir: Path) -> Config:
         return config_from_saved(json.loads(path.read_text()))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc.msg})") from None
+
+
+def extra_temperature(config: Config, override: float | None = None, *,
+                      setting: str = "--extra-temperature") -> float:
+    """``T_E`` of a run's steps past ``K``: ``override`` (from ``setting``) or the run's
+    ``sample.extra_temperature``. The DDPM's steps are noise levels, not temperatures: it
+    takes only 1."""
+    value = config.sample.extra_temperature if override is None else float(override)
+    if not value > 0:
+        raise ConfigError(f"{setting}: must be > 0, got {value:g}")
+    if config.method == "ddpm" and value != 1.0:
+        raise ConfigError(f"{setting}: for method=walkback only (the DDPM's extra steps repeat its "
+                          f"lowest noise level), got {value:g}")
+    return value
 
 
 def holds_run(run_dir: Path) -> bool:

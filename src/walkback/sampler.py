@@ -1,5 +1,5 @@
 """Sampling ("walk back"): ``s_K ~ p*``, then ``s_{t-1} ~ p_{T_t}(. | s_t)`` hottest first, then
-``E`` extra steps at ``T = 1`` (docs/method.md, "Sampling")."""
+``E`` extra steps at ``T = 1``, or at ``T_E = extra_temperature`` (docs/method.md, "Sampling")."""
 
 from __future__ import annotations
 
@@ -38,9 +38,14 @@ class SampleResult:
     states: torch.Tensor
 
 
-def chain_temperatures(heating: torch.Tensor, extra_steps: int = 0) -> torch.Tensor:
-    """Temperatures of the whole sampling chain: ``T_K .. T_1`` then ``extra_steps`` ones."""
-    return torch.cat([cooling_temperatures(heating), torch.ones(extra_steps, dtype=heating.dtype)])
+def chain_temperatures(heating: torch.Tensor, extra_steps: int = 0,
+                       extra_temperature: float = 1.0) -> torch.Tensor:
+    """Temperatures of the whole sampling chain: ``T_K .. T_1`` then ``extra_steps`` times
+    ``extra_temperature`` (``T_E``; 1 by default)."""
+    if not extra_temperature > 0:
+        raise ValueError(f"the extra steps' temperature must be > 0, got {extra_temperature}")
+    extra = torch.full((extra_steps,), float(extra_temperature), dtype=heating.dtype)
+    return torch.cat([cooling_temperatures(heating), extra])
 
 
 @torch.no_grad()
@@ -51,12 +56,14 @@ def anneal_progressive(
     num_samples: int,
     *,
     extra_steps: int = 0,
+    extra_temperature: float = 1.0,
     generator: Generator = None,
 ) -> Iterator[ChainState]:
     """Yield every state of the cooling chain, from the prior draw to the last extra step."""
+    temperatures = chain_temperatures(heating, extra_steps, extra_temperature).tolist()
     s = prior.sample(num_samples, generator=generator)
     yield ChainState(0, float(heating[-1]), s, None)
-    for i, temperature in enumerate(chain_temperatures(heating, extra_steps).tolist(), start=1):
+    for i, temperature in enumerate(temperatures, start=1):
         step = operator(s, temperature)
         s = step.sample(generator=generator)
         yield ChainState(i, temperature, s, step.mean)
@@ -70,6 +77,7 @@ def anneal(
     num_samples: int,
     *,
     extra_steps: int = 0,
+    extra_temperature: float = 1.0,
     batch_size: int | None = None,
     generator: Generator = None,
     callback: Callable[[ChainState, int], None] | None = None,
@@ -93,7 +101,8 @@ def anneal(
     for start, stop, streams in batches:
         last = None
         for last in anneal_progressive(
-            operator, prior, heating, stop - start, extra_steps=extra_steps, generator=streams
+            operator, prior, heating, stop - start, extra_steps=extra_steps,
+            extra_temperature=extra_temperature, generator=streams,
         ):
             if callback is not None:
                 callback(last, start)
@@ -111,6 +120,7 @@ def states_at(
     indices: set[int],
     *,
     extra_steps: int = 0,
+    extra_temperature: float = 1.0,
     generator: Generator = None,
 ) -> list[torch.Tensor]:
     """The chain states at the chain indices ``indices`` (0 = the prior draw), in chain order:
@@ -121,6 +131,6 @@ def states_at(
         if item.index in indices:
             kept.append(item.state)
 
-    anneal(operator, prior, heating, num_samples, extra_steps=extra_steps, generator=generator,
-           callback=keep)
+    anneal(operator, prior, heating, num_samples, extra_steps=extra_steps,
+           extra_temperature=extra_temperature, generator=generator, callback=keep)
     return kept

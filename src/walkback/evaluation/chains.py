@@ -179,10 +179,12 @@ class _Capture:
 @torch.no_grad()
 def run_chains(model, num: int, extra_steps: Sequence[int], *, generator: Generator,
                batch_size: int, progress: bool = False, report: str = "samples",
-               keep: int | None = MIX_KEEP, images: bool = True) -> ChainRun:
+               keep: int | None = MIX_KEEP, images: bool = True,
+               extra_temperature: float = 1.0) -> ChainRun:
     """Run ``num`` chains of ``model`` (a ``Walkback``) to ``K + max(extra_steps)`` steps, in
     batches of ``batch_size``, and keep a snapshot at each ``E`` in ``extra_steps`` (``-K <= E``);
-    ``report``: "samples" or "states" become what is shown (module docstring).
+    ``report``: "samples" or "states" become what is shown (module docstring); the steps past
+    ``K`` run at ``T_E = extra_temperature``.
 
     ``generator``: a ``torch.Generator`` (one stream for all chains, one process), or the
     ``StackedRandom`` streams of this process's share of the chains (``distributed.share``):
@@ -203,7 +205,8 @@ def run_chains(model, num: int, extra_steps: Sequence[int], *, generator: Genera
     capture = _Capture(model, wanted, report, keep, images, bar, first)
     if stop > first:
         anneal(model.operator, model.prior, temps, stop - first, extra_steps=e_max,
-               batch_size=batch_size, generator=generator, callback=capture)
+               extra_temperature=extra_temperature, batch_size=batch_size,
+               generator=generator, callback=capture)
     bar.close()
     accs = distributed.all_gather(capture.acc) if shared else [capture.acc]
     return _Capture.finish(accs, num, k)

@@ -31,7 +31,8 @@ from ..model import (
     start_part_way,
 )
 from ..pictures import chain_gif, inpaint_figure, walk_strip
-from ..runs import amp_autocast, enable_fast_kernels, load_run_config, load_run_model, resolve_device
+from ..runs import (amp_autocast, enable_fast_kernels, extra_temperature, load_run_config,
+                    load_run_model, resolve_device)
 from ..streams import StackedRandom
 from . import figures as F
 from .chains import parse_chain_steps, run_chains
@@ -165,6 +166,7 @@ def evaluate_image_run(run_dir: str | Path, options: EvalOptions | None = None) 
         if sampling:
             chain_gif(model, run_dir / "figures" / "chain.gif", steps_past_k=10 * k,
                       frames=min(60, 11 * k + 1),
+                      extra_temperature=extra_temperature(config, options.extra_temperature),
                       generator=torch.Generator(device).manual_seed(options.seed))
     return result
 
@@ -190,18 +192,21 @@ def _sample_results(model: Walkback, data: ImageData, options: EvalOptions, metr
     k = len(model.active_temperatures)
     es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
     n, e_main = options.num_samples or config.sample.num_samples, config.sample.extra_steps
+    t_extra = extra_temperature(config, options.extra_temperature)
     first, stop = distributed.share(n, options.block)  # this process's chains (all, alone)
     streams = StackedRandom(options.seed, first, stop, block=options.block, device=device)
     with _sampling_autocast(options, device):
         chains = run_chains(model, n, sorted({e_main, *es}), generator=streams,
                             batch_size=options.batch_size or config.sample.batch_size,
-                            progress=options.progress, report=options.report)
+                            progress=options.progress, report=options.report,
+                            extra_temperature=t_extra)
     ctx, networks = _shared_context(data, metrics, options, device)
     quality = {s.extra_steps: sample_quality(s.images, ctx, desc=f"E={s.extra_steps}")
                for s in chains.snapshots if s.extra_steps == e_main or "chain" in metrics}
     if not distributed.world().main:  # torchrun: rank 0 reports
         return {}, {}
-    base = {**_copy(data, metrics), "num_samples": n, "K": k, "E": e_main, "seed": options.seed,
+    base = {**_copy(data, metrics), "num_samples": n, "K": k, "E": e_main, "T_E": t_extra,
+            "seed": options.seed,
             "reported": REPORTED_STATES if options.report == "states" else REPORTED}
     main = chains.at(e_main)
     sections = {"samples": {"protocol": base, "nonfinite_fraction": main.nonfinite_fraction,
@@ -301,7 +306,8 @@ def evaluate_samples_file(path: str | Path, *, data: str, data_root: str,
     ctx, networks = _context(image_data, metrics, options, device)
     meta = loaded.meta
     base = {**_copy(image_data, metrics), "num_samples": len(images), "K": meta.get("K"),
-            "E": meta.get("E"), "seed": meta.get("seed"), "samples_file": str(path),
+            "E": meta.get("E"), **({"T_E": meta["T_E"]} if "T_E" in meta else {}),
+            "seed": meta.get("seed"), "samples_file": str(path),
             "samples_sha256": loaded.sha256, "key": loaded.key, "layout": loaded.layout,
             "reported": meta.get("reported", "as stored in the file")}
     result = {**_header("samples file", device, options, metrics), "samples_file": str(path),

@@ -60,6 +60,7 @@ class EvalOptions:
     floor: bool = True  # the real-vs-real floor (needs the floor split, MNIST: train)
     report: str = "samples"  # "states": score the chain states, not the last steps' means
     start_step: int | None = None  # start the chains at this heating step (Walkback.start_at)
+    extra_temperature: float | None = None  # T_E of the steps past K (the run's config: 1)
 
 
 def resolve_metrics(spec: Sequence[str] | str | None, data_name: str, *,

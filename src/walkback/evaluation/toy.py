@@ -18,11 +18,11 @@ from ..atomic import atomic_write_text, sha256_file
 from ..data.loader import DataSplits
 from ..data.toy import toy_modes
 from ..metrics import drift_field, mode_statistics, nearest_distance_ratio, rotational_magnitude
-from ..metrics import subsample, toy_metrics
+from ..metrics import nearest_centre, subsample, toy_metrics
 from ..model import MODEL_FILE, Walkback
 from ..objective import variational_bound
 from ..plots import plot_curves, plot_drift, plot_snapshots
-from ..runs import load_data, load_run_config, load_run_model, resolve_device
+from ..runs import extra_temperature, load_data, load_run_config, load_run_model, resolve_device
 from ..trajectory import walk_away
 from .chains import ChainRun, run_chains
 from .report import jsonable, machine, read_metrics
@@ -49,20 +49,27 @@ def _nonfinite_fraction(x: torch.Tensor) -> float:
 
 def _snapshot_entries(name: str, run: ChainRun, data: DataSplits) -> list[dict[str, Any]]:
     """Toy metrics and mixing (in data space, of what is reported) at each ``E`` of
-    ``SNAPSHOTS``; the run holds the state one step before each (the last step's move)."""
+    ``SNAPSHOTS``; the run holds the state one step before each (the last step's move). For a
+    mixture, mixing also counts the chains whose nearest mode changed since the previous
+    snapshot (``mode_change_fraction``: chains that hopped between modes)."""
     entries: list[dict[str, Any]] = []
     previous: int | None = None
+    modes, mode_of = toy_modes(name), None
     for multiple, label in SNAPSHOTS:
         e = multiple * run.k
         shown = run.at(e).shown
         moved = mean_distance(shown, run.at(previous).shown) if previous is not None else None
         last = mean_distance(shown, run.at(e - 1).shown) if e > -run.k else math.nan
+        mixing = {"previous_E": previous, "mean_move_from_previous": moved,
+                  "mean_last_step_move": last}
+        if modes is not None:
+            mode_of, before = nearest_centre(shown, modes[0])[1], mode_of
+            mixing["mode_change_fraction"] = (None if before is None else
+                                              float((mode_of != before).double().mean()))
         entries.append({
             "label": label, "E": e, "chain_steps": run.k + e,
             "metrics": toy_metrics(name, shown, data.train, data.heldout),
-            "nonfinite_fraction": _nonfinite_fraction(shown),
-            "mixing": {"previous_E": previous, "mean_move_from_previous": moved,
-                       "mean_last_step_move": last},
+            "nonfinite_fraction": _nonfinite_fraction(shown), "mixing": mixing,
         })
         previous = e
     return entries
@@ -235,7 +242,8 @@ def evaluate_toy_run(run_dir: str | Path, options) -> dict:
         raise ValueError(f"need num_samples >= 2 and num_paths >= 1, got {n} and {m}")
     sampler = model.start_at(model.start_step)  # the saved part-way start, or the model itself
     k, dev, seed = len(sampler.active_temperatures), torch.device(device), options.seed
-    base = {"data": data.name, "num_samples": n, "K": k, "seed": seed,
+    t_extra = extra_temperature(config, options.extra_temperature)
+    base = {"data": data.name, "num_samples": n, "K": k, "T_E": t_extra, "seed": seed,
             "reported": REPORTED if options.report == "samples" else REPORTED_STATES}
     result: dict[str, Any] = {**_header(run_dir, data, config.seed, dev, options.command),
                               "K": k, "seed": seed, "metrics": metrics}
@@ -246,7 +254,7 @@ def evaluate_toy_run(run_dir: str | Path, options) -> dict:
               | {mult * k - 1 for mult, _ in SNAPSHOTS})
         run = run_chains(sampler, n, sorted(es), generator=torch.Generator(dev).manual_seed(seed),
                          batch_size=n, progress=options.progress, report=options.report,
-                         keep=None, images=False)
+                         keep=None, images=False, extra_temperature=t_extra)
         result["chain"] = _chain_section(data, run, base)
         figures.update(_chain_figures(data, run, result["chain"]["curve"], fig_dir, base))
     x = data.heldout[:MAX_BOUND_POINTS].to(dev)

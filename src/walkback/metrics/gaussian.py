@@ -103,14 +103,14 @@ def _residual_moments(
 
 def cooling_moments(
     op: LinearGaussian, temperatures: torch.Tensor, prior_mean: torch.Tensor,
-    prior_var: torch.Tensor, *, extra_steps: int = 0,
+    prior_var: torch.Tensor, *, extra_steps: int = 0, extra_temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``(d,)`` and covariance ``(d, d)`` of ``s_0`` under the cooling chain, then
-    ``extra_steps`` more steps at ``T = 1``: ``mu <- M mu + c``, ``Sigma <- M Sigma M^T + T D``
-    for ``T = T_K, ..., T_1, 1, ..., 1``."""
+    ``extra_steps`` more steps at ``T_E = extra_temperature``: ``mu <- M mu + c``,
+    ``Sigma <- M Sigma M^T + T D`` for ``T = T_K, ..., T_1, T_E, ..., T_E``."""
     mean = torch.as_tensor(prior_mean, dtype=_F64).clone()
     cov = torch.diag(torch.as_tensor(prior_var, dtype=_F64))
-    chain = temperatures.to(_F64).flip(0).tolist() + [1.0] * extra_steps
+    chain = temperatures.to(_F64).flip(0).tolist() + [float(extra_temperature)] * extra_steps
     for temperature in chain:
         mean = op.matrix @ mean + op.offset
         cov = op.matrix @ cov @ op.matrix.T + op.noise_cov(temperature)

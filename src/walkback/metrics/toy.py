@@ -19,6 +19,7 @@ __all__ = [
     "median_bandwidth",
     "mmd_rbf",
     "mode_statistics",
+    "nearest_centre",
     "nearest_distance_ratio",
     "nearest_distances",
     "radius_error_median",
@@ -70,12 +71,19 @@ class ModeStats:
     num_modes: int
 
 
+def nearest_centre(samples: torch.Tensor,
+                   centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distance ``(N,)`` from each sample ``(N, 2)`` to its nearest centre ``(M, 2)`` and
+    that centre's index ``(N,)``."""
+    return _exact_cdist(_as_f64(samples), _as_f64(centres)).min(dim=1)
+
+
 def mode_statistics(
     samples: torch.Tensor, centres: torch.Tensor, std: float, *, radius: float = 3.0
 ) -> ModeStats:
     """Assign each sample ``(N, 2)`` to its nearest centre ``(M, 2)``; count those within ``radius * std``."""
     s, c = _as_f64(samples), _as_f64(centres)
-    dist, nearest = _exact_cdist(s, c).min(dim=1)
+    dist, nearest = nearest_centre(s, c)
     within = dist <= radius * std
     counts = torch.bincount(nearest[within], minlength=len(c)).double()
     num_within = counts.sum()

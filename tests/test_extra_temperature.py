@@ -1,0 +1,94 @@
+"""The steps past K at a temperature ``T_E`` (``sample.extra_temperature``, ``--extra-temperature``):
+the setting's checks, the sample command, the 2-D evaluation and the DDPM's refusal. The closed
+forms (the exact marginal and the stationary law at ``T_E``) are in test_sampler.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import walkback
+from walkback import get_preset
+from walkback.cli import SAMPLE_BLOCK, main
+from walkback.config import apply_overrides
+from walkback.errors import ConfigError
+from walkback.evaluation import evaluate
+from walkback.runs import extra_temperature
+from walkback.streams import StackedRandom
+from walkback.train import train
+
+# 20 updates from a near-identity operator with little noise at T = 1 (init_var)
+SETS = ["train.steps=20", "train.device=cpu", "mlp.hidden=16", "mlp.depth=1", "model.init_var=1e-4",
+        "data.num_train=2000", "schedule.num_steps=5", "schedule.n1=1"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("runs") / "mog"
+    train(apply_overrides(get_preset("mog"), SETS), path, progress=False)
+    return path
+
+
+def test_the_setting_is_checked_and_the_ddpm_refuses_it() -> None:
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(ConfigError, match="sample.extra_temperature"):
+            apply_overrides(get_preset("mog"), [f"sample.extra_temperature={bad}"])
+    with pytest.raises(ConfigError, match=r"sample\.extra_temperature: method=ddpm does not read"):
+        apply_overrides(get_preset("mog-diffusion"), ["sample.extra_temperature=1.2"])
+    config = apply_overrides(get_preset("mog"), ["sample.extra_temperature=1.2"])
+    assert extra_temperature(config) == 1.2 and extra_temperature(config, 1.5) == 1.5
+    assert extra_temperature(get_preset("mog-diffusion")) == 1.0
+    with pytest.raises(ConfigError, match=r"^--extra-temperature: for method=walkback only"):
+        extra_temperature(get_preset("mog-diffusion"), 1.2)
+
+
+def test_sample_command_runs_the_steps_past_k_at_t_extra(run_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "hot.npz"
+    args = ["sample", "--run-dir", str(run_dir), "--num-samples", "60", "--extra-steps", "4"]
+    assert main([*args, "--extra-temperature", "1.5", "--out", str(out)]) == 0
+    with np.load(out) as npz:
+        meta, samples = json.loads(str(npz["meta"])), npz["samples"]
+    assert meta["T_E"] == 1.5 and meta["E"] == 4
+    model = walkback.load(run_dir)
+    streams = StackedRandom(0, 0, 60, block=SAMPLE_BLOCK)
+    expected = model.sample(60, extra_steps=4, extra_temperature=1.5, generator=streams)
+    np.testing.assert_array_equal(samples, expected.samples.numpy())
+    cold = tmp_path / "cold.npz"
+    assert main([*args, "--out", str(cold)]) == 0
+    with np.load(cold) as npz:
+        assert json.loads(str(npz["meta"]))["T_E"] == 1.0
+        assert not np.array_equal(npz["samples"], samples)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--extra-temperature", "0", "--out", str(tmp_path / "x.npz")])
+    assert exit_.value.code == 2 and "--extra-temperature" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_the_2d_evaluation_records_t_extra_and_keeps_the_chain_to_k(run_dir: Path) -> None:
+    cold = evaluate(run_dir, metrics="chain", num_samples=300, progress=False)
+    hot = evaluate(run_dir, metrics="chain", num_samples=300, progress=False,
+                   extra_temperature=2.0)
+    assert cold["chain"]["protocol"]["T_E"] == 1.0 and hot["chain"]["protocol"]["T_E"] == 2.0
+    by_e = [{s["E"]: s["metrics"] for s in r["chain"]["snapshots"]} for r in (cold, hot)]
+    assert by_e[1][0] == by_e[0][0]  # E = 0: the same chains, draw for draw
+    assert by_e[1][50]["mmd"] != by_e[0][50]["mmd"]  # E = 10K: hotter steps
+
+
+def test_chains_at_a_very_high_t_extra_hop_between_modes(run_dir: Path) -> None:
+    """``mode_change_fraction``: the chains whose nearest mog centre changed since the previous
+    snapshot. At ``T = 1`` this operator's steps are small and the chains stay; at
+    ``T_E = 1000`` each step's noise is 1000 times larger and they wander across the modes."""
+    hops = []
+    for t_extra in (1.0, 1000.0):
+        result = evaluate(run_dir, metrics="chain", num_samples=400, progress=False,
+                          extra_temperature=t_extra)
+        mixing = [s["mixing"] for s in result["chain"]["snapshots"]]
+        assert mixing[0]["mode_change_fraction"] is None  # E = 0: no earlier snapshot
+        assert all(0 <= m["mode_change_fraction"] <= 1 for m in mixing[1:])
+        hops.append(mixing[2]["mode_change_fraction"])
+    assert hops[1] > 0.5 and hops[1] > hops[0] + 0.3, hops
