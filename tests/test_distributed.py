@@ -29,6 +29,8 @@ MODES = {  # every training mode, and both baselines
     "online": ["mog", "train.mode=online"],
     "accumulate": ["mog", "train.mode=accumulate"],
     "transitions": ["mog", "train.mode=transitions", "train.transition_batch=48"],
+    "jitter": ["mog", "train.mode=transitions", "train.transition_batch=48", "model.form=conditioned",
+               "train.temperature_jitter=true"],
     "loss_steps": ["mog", "train.mode=accumulate", "train.loss_steps=2"],
     "bound": ["mog", "train.mode=accumulate", "train.objective=bound"],
     "decoupled": ["mog", "train.mode=online", "train.objective=decoupled"],

@@ -131,6 +131,9 @@ class TrainConfig:
     # "transitions": the path's K * B transitions shuffled into updates of transition_batch each
     dequantize: bool = False  # images: train on 8-bit values plus U[0, 1) noise (the bound's data)
     transition_batch: int = 0  # transitions mode: transitions per update (0 = batch_size)
+    temperature_jitter: bool = False  # transitions mode: each path heats at its own temperatures,
+    # the schedule's moved up by a uniform fraction of a step in log T, so that the operator is
+    # trained on every T from 1 to the top, not only the schedule's (docs/method.md)
     loss_steps: int = 0  # accumulate: score a random subset of this many heating steps (0 = all K)
     hidden_weight: float = 1.0  # rate: weight of the hidden units' walk-back terms (1 = the bound)
     steps: int = 2000  # minibatches
@@ -306,7 +309,8 @@ VW_ONLY = ("schedule.t0", "schedule.factor", "schedule.n1", "schedule.max_varian
            "model.denoised_clip",
            "model.init_var", "model.noise_scale", "train.objective", "train.mode",
            "train.transition_batch", "train.loss_steps", "train.hidden_weight", "train.prior_momentum",
-           "train.decoupled_scale", "train.variance_weight", "sample.extra_temperature")
+           "train.decoupled_scale", "train.variance_weight", "train.temperature_jitter",
+           "sample.extra_temperature")
 DROPPED = ("train.max_file_mb",)  # file splitting: checkpoints and models are written whole
 
 
@@ -482,6 +486,10 @@ def validate(config: Config) -> Config:
         raise ConfigError("config key model.noise_scale: 'beta' needs train.heating=fixed")
     if flat["method"] == "ddpm":
         _validate_ddpm(flat)
+    if flat["train.temperature_jitter"] and (flat["train.mode"] != "transitions"
+                                             or flat["train.heating"] != "model"):
+        raise ConfigError("config key train.temperature_jitter: needs train.mode=transitions and "
+                          "train.heating=model (the operator's own heating)")
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if flat["model.min_var_at_1"]:

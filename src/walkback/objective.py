@@ -215,7 +215,8 @@ def transition_walkback_loss(
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Walk-back terms ``-log p_{T_t}(s_{t-1} | s_t)`` of the transitions ``index`` (flat
-    ``t * B + i``, from ``transition_batches``) as ONE batch, each with its own temperature.
+    ``t * B + i``, from ``transition_batches``) as ONE batch, each with its own temperature
+    (``temperatures``: ``(K,)``, or ``(K, B)`` for one per path and step).
 
     Returns the terms, shape ``(len(index),)``. ``K`` times their mean is an unbiased estimate of
     the per-path sum ``sum_t -log p_{T_t}(s_{t-1} | s_t)``, whichever transitions are drawn.
@@ -223,7 +224,8 @@ def transition_walkback_loss(
     batch = trajectory.states.shape[1]
     t, i = index // batch, index % batch
     s_prev, s_next = trajectory.states[t, i], trajectory.states[t + 1, i]
-    temps = temperatures.to(s_prev.device, s_prev.dtype)[t]
+    temps = temperatures.to(s_prev.device, s_prev.dtype)
+    temps = temps[t] if temps.dim() == 1 else temps[t, i]
     heat_var = trajectory.noise_var.to(s_prev.device, s_prev.dtype)[t]
     return walkback_step_loss(operator, s_prev, s_next, temps, objective, weights,
                               heat_var=heat_var)

@@ -12,6 +12,7 @@ import torch
 
 __all__ = [
     "heating_temperatures",
+    "jittered_temperatures",
     "cooling_temperatures",
     "steps_until_variance",
     "heating_stops",
@@ -36,6 +37,19 @@ def heating_temperatures(
     warm = torch.ones(n1, dtype=torch.float64)
     geometric = t0 * factor ** torch.arange(num_steps - n1, dtype=torch.float64)
     return torch.cat([warm, geometric])
+
+
+def jittered_temperatures(heating: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Per-path heating temperatures ``(K, B)``: path ``b`` moves each ``T_t`` the fraction
+    ``u_b`` in ``[0, 1)`` of the way to the next temperature in ``log T``,
+    ``T_t^(1 - u) T_{t+1}^u``, with ``T_{K+1} = T_K^2 / T_{K-1}`` (the schedule's last ratio).
+    ``u = 0`` is the schedule itself; over ``u`` the steps cover every temperature from ``T_1``
+    to ``T_{K+1}`` once (``train.temperature_jitter``)."""
+    log_t = heating.to(torch.float64).log()
+    last = 2 * log_t[-1:] - log_t[-2:-1] if len(log_t) > 1 else log_t[-1:]
+    step = torch.cat([log_t[1:], last]) - log_t  # log T_{t+1} - log T_t, (K,)
+    frac = u.to(torch.float64)
+    return (log_t[:, None] + step[:, None] * frac[None, :]).exp()
 
 
 def cooling_temperatures(heating: torch.Tensor) -> torch.Tensor:

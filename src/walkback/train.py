@@ -39,8 +39,8 @@ from .objective import (
     negative_bound, sampled_walkback_loss, transition_batches, transition_walkback_loss,
     objective_from_config, unit_weights, walkback_loss, walkback_step_loss,
 )
-from .schedule import heating_stops
-from .streams import Generator, StackedRandom, mix_seed
+from .schedule import heating_stops, jittered_temperatures
+from .streams import Generator, StackedRandom, mix_seed, rand
 from .trajectory import HeatingPath, Trajectory, walk_away
 
 __all__ = ["TrainResult", "train"]
@@ -337,6 +337,9 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
         x = dequantize_model_space(x, generator=random.examples)
     x = model.lift(x, generator=random.examples)  # the data, or [x; relaxed h] (rate network)
     temps = model.temperatures.cpu()
+    if config.train.temperature_jitter:  # one temperature per path and step
+        u = rand((len(x),), generator=random.examples, device=x.device)
+        temps = jittered_temperatures(temps, u.cpu())
     weights = unit_weights(model.visible_dim, model.hidden_dim, config.train.hidden_weight,
                            device=x.device)
     walk = _Walk(model, ema, opt, config, random, step, x, temps, model.heating_path(temps),

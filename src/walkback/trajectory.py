@@ -34,7 +34,8 @@ class HeatingPath(Protocol):
 
 
 class OperatorHeating:
-    """``q(s_t | s_{t-1}) = p_{T_t}(s_t | s_{t-1})``: the model's own operator, heated."""
+    """``q(s_t | s_{t-1}) = p_{T_t}(s_t | s_{t-1})``: the model's own operator, heated.
+    ``temperatures``: ``(K,)``, or ``(K, B)`` for one temperature per path and step."""
 
     def __init__(self, operator: TransitionOperator, temperatures: torch.Tensor) -> None:
         self.operator = operator
@@ -42,7 +43,10 @@ class OperatorHeating:
         self.num_steps = len(temperatures)
 
     def step(self, s: torch.Tensor, t: int) -> GaussianStep:
-        return self.operator(s, float(self.temperatures[t]))
+        temperature = self.temperatures[t]
+        if temperature.dim():  # one per path
+            return self.operator(s, temperature.to(s.device, s.dtype))
+        return self.operator(s, float(temperature))
 
 
 class FixedDiffusionHeating:
