@@ -5,6 +5,7 @@ forms (the exact marginal and the stationary law at ``T_E``) are in test_sampler
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,18 @@ def test_the_setting_is_checked_and_the_ddpm_refuses_it() -> None:
     assert extra_temperature(get_preset("mog-diffusion")) == 1.0
     with pytest.raises(ConfigError, match=r"^--extra-temperature: for method=walkback only"):
         extra_temperature(get_preset("mog-diffusion"), 1.2)
+
+
+def test_a_conditioned_operator_off_its_schedule_is_warned_about() -> None:
+    tuned = get_preset("mog-tuned")  # conditioned, T_t = 1.2^(t-1)
+    with pytest.warns(UserWarning, match=r"--extra-temperature 1.1: .*nearest: 1 and 1\.2"):
+        extra_temperature(tuned, 1.1)
+    jittered = apply_overrides(tuned, ["train.temperature_jitter=true"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for config, value in ((tuned, 1.44), (tuned, 1.0), (jittered, 1.1),
+                              (get_preset("mog"), 1.1)):  # the 2017 form is blind to T
+            assert extra_temperature(config, value) == value
 
 
 def test_sample_command_runs_the_steps_past_k_at_t_extra(run_dir: Path, tmp_path: Path,

@@ -5,6 +5,8 @@ compare alike."""
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,6 +18,7 @@ from .data.loader import DataSplits, load_image_splits, load_splits
 from .data.toy import TOY_DATASETS
 from .errors import CheckpointError, ConfigError
 from .model import MODEL_FILE, Walkback, load
+from .schedule import heating_temperatures
 
 __all__ = ["resolve_device", "enable_fast_kernels", "amp_autocast", "load_data",
            "load_run_config", "holds_run", "load_run_model", "extra_temperature"]
@@ -80,6 +83,16 @@ def extra_temperature(config: Config, override: float | None = None, *,
     if config.method == "ddpm" and value != 1.0:
         raise ConfigError(f"{setting}: for method=walkback only (the DDPM's extra steps repeat its "
                           f"lowest noise level), got {value:g}")
+    if config.model.form == "conditioned" and not config.train.temperature_jitter:
+        s = config.schedule
+        grid = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1).tolist()
+        if not any(math.isclose(value, t, rel_tol=1e-3) for t in grid):
+            below = max([t for t in grid if t < value], default=None)
+            above = min([t for t in grid if t > value], default=None)
+            where = " and ".join(f"{t:.4g}" for t in (below, above) if t is not None)
+            warnings.warn(f"{setting} {value:g}: this operator was told T in training only at its "
+                          f"schedule's temperatures (nearest: {where}); its steps between them "
+                          "are untrained (train.temperature_jitter trains them; docs/method.md)")
     return value
 
 
