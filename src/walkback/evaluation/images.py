@@ -150,8 +150,10 @@ def evaluate_image_run(run_dir: str | Path, options: EvalOptions | None = None) 
               **({"start": start} if start else {})}
     figures: dict = {}
     sampling = bool(set(metrics) - {"bound"})  # every metric but the bound scores samples
+    t_extra = extra_temperature(config, options.extra_temperature) if sampling else 1.0
     if sampling:
-        sections, figures = _sample_results(model, data, options, metrics, config, device)
+        sections, figures = _sample_results(model, data, options, metrics, config, device,
+                                            t_extra)
         result.update(sections)
     if "bound" in metrics:
         result["bound"], bound_figures = _bound_results(model, data, options, config, batch)
@@ -166,7 +168,7 @@ def evaluate_image_run(run_dir: str | Path, options: EvalOptions | None = None) 
         if sampling:
             chain_gif(model, run_dir / "figures" / "chain.gif", steps_past_k=10 * k,
                       frames=min(60, 11 * k + 1),
-                      extra_temperature=extra_temperature(config, options.extra_temperature),
+                      extra_temperature=t_extra,
                       generator=torch.Generator(device).manual_seed(options.seed))
     return result
 
@@ -186,13 +188,13 @@ def _shared_context(data: ImageData, metrics: list[str], options: EvalOptions,
 
 
 def _sample_results(model: Walkback, data: ImageData, options: EvalOptions, metrics: list[str],
-                    config: Config, device: torch.device) -> tuple[dict, dict]:
-    """One set of chains gives the samples (``E = sample.extra_steps``) and every chain snapshot;
-    their quality sections and figures."""
+                    config: Config, device: torch.device,
+                    t_extra: float) -> tuple[dict, dict]:
+    """One set of chains gives the samples (``E = sample.extra_steps``) and every chain snapshot
+    (the steps past K at ``T_E = t_extra``); their quality sections and figures."""
     k = len(model.active_temperatures)
     es = parse_chain_steps(options.chain_steps, k) if "chain" in metrics else []
     n, e_main = options.num_samples or config.sample.num_samples, config.sample.extra_steps
-    t_extra = extra_temperature(config, options.extra_temperature)
     first, stop = distributed.share(n, options.block)  # this process's chains (all, alone)
     streams = StackedRandom(options.seed, first, stop, block=options.block, device=device)
     with _sampling_autocast(options, device):
