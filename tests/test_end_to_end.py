@@ -98,9 +98,9 @@ def _within_after_10k(model: Walkback, extra_temperature: float) -> ModeStats:
 def test_tuned_mog_preset_meets_the_targets_and_beats_the_bounds_of_the_preset_and_the_ddpm(
     tuned: Walkback,
 ) -> None:
-    """300 minibatches of ``mog-tuned`` (seed 0: 0.96 within 3 std at E = 0, 0.99 at 10K, M = 16
-    bound +0.59 nats per point); at 1.5 minutes the mog preset's bound was -0.83 and the DDPM's
-    +0.17 (docs/RESULTS.md, "Heating top")."""
+    """300 minibatches of ``mog-tuned`` (seed 0: 0.99 within 3 std at E = 0 and 10K, M = 16
+    bound +0.60 nats per point); at 1.5 minutes the mog preset's bound was -0.83 and the DDPM's
+    +0.17 (docs/RESULTS.md, "The tuned presets")."""
     model = tuned
     for extra, stats in _mode_statistics(model, 5000):
         assert stats.modes_covered == 9, (extra, stats)
@@ -116,12 +116,13 @@ def test_tuned_mog_preset_meets_the_targets_and_beats_the_bounds_of_the_preset_a
 def test_jittered_temperatures_keep_chains_at_off_schedule_temperatures_on_the_data(
     tuned: Walkback, tmp_path: Path,
 ) -> None:
-    """Steps past K at T_E = 1.05 and 1.5, between the schedule's 1, 1.2, 1.44, 1.73: the tuned
-    operator, trained only at the schedule's temperatures, leaves the data; trained at every T
-    (``train.temperature_jitter``) it stays (docs/RESULTS.md, "Steps past K at another
-    temperature": 0.40-0.57 against 0.98-0.99 within 3 std after 1.5 minutes)."""
-    jittered = _tuned(tmp_path / "jitter", "train.temperature_jitter=true")
-    for t_extra in (1.05, 1.5):
-        stats = _within_after_10k(jittered, t_extra)
+    """Steps past K at T_E = 1.1 and 1.5, between the schedule's 1, 1.2, 1.44, 1.73: the tuned
+    preset, trained at every T (``train.temperature_jitter``), keeps its chains on the data; the
+    same operator trained only at the schedule's temperatures leaves it (docs/RESULTS.md, "Steps
+    past K at another temperature": 0.56-0.64 against 0.98-0.99 within 3 std after 1.5 minutes;
+    seed 0 here: 0.51 and 0.38 against 0.99 and 0.98)."""
+    plain = _tuned(tmp_path / "plain", "train.temperature_jitter=false")
+    for t_extra in (1.1, 1.5):
+        stats = _within_after_10k(tuned, t_extra)
         assert stats.modes_covered == 9 and stats.fraction_within >= 0.9, (t_extra, stats)
-        assert _within_after_10k(tuned, t_extra).fraction_within < 0.8, t_extra
+        assert _within_after_10k(plain, t_extra).fraction_within < 0.8, t_extra
