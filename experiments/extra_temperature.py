@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 from pathlib import Path
+
+from toy_arms import cell
 
 from walkback.evaluation import evaluate
 
@@ -55,13 +56,6 @@ def _numbers(result: dict) -> dict[str, float]:
     return out
 
 
-def _cell(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    fmt = ".2e" if abs(mean) < 1e-2 and mean != 0 else ".3f"
-    return f"{mean:{fmt}} ± {spread:{fmt}}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs")
@@ -87,7 +81,8 @@ def main() -> None:
     keys = list(next(iter(rows.values()))[0])
     lines = ["| arm | T_E | " + " | ".join(keys) + " |", "|" + " --- |" * (len(keys) + 2)]
     for (arm, t), runs_numbers in rows.items():
-        cells = [_cell([r[k] for r in runs_numbers]) for k in keys]
+        cells = [cell([r[k] for r in runs_numbers], ".2e" if "mmd" in k else ".3f")
+                 for k in keys]
         lines.append(f"| {arm} | {t:g} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
