@@ -45,7 +45,8 @@ def _numbers(result: dict) -> dict[str, float]:
         m, mixing = snap["metrics"], snap["mixing"]
         if "fraction_within_3std" in m:
             out[f"{label} in3"] = m["fraction_within_3std"]
-            out[f"{label} wmin"], out[f"{label} wmax"] = min(m["mode_weights"]), max(m["mode_weights"])
+            out[f"{label} wmin"] = min(m["mode_weights"])
+            out[f"{label} wmax"] = max(m["mode_weights"])
             if mixing.get("mode_change_fraction") is not None:
                 out[f"{label} hops"] = mixing["mode_change_fraction"]
         else:
@@ -66,9 +67,9 @@ def main() -> None:
     runs = Path(args.runs)
     out = Path(args.out) if args.out else runs / "extra_temperature"
     temps = [float(t) for t in args.temperatures.split(",")]
-    arms = sorted(p.parent.parent.name for p in runs.glob("*/seed*/config.json"))
+    arms = sorted({p.parent.parent.name for p in runs.glob("*/seed*/config.json")})
     rows: dict[tuple[str, float], list[dict[str, float]]] = {}
-    for arm in dict.fromkeys(arms):
+    for arm in arms:
         for run in sorted(runs.glob(f"{arm}/seed*/")):
             for t in temps:
                 dest = out / f"T_E={t:g}" / arm / run.name

@@ -177,10 +177,10 @@ class Walkback(nn.Module):
         batch_size: int | None = None, generator: torch.Generator | None = None,
         start_step: int | None = None,
     ) -> SampleResult:
-        """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at ``T = 1``
-        (or at ``T_E = extra_temperature``);
-        returns the visible parts of the last step's means (``samples``) and of the final states
-        (``states``); use ``sampler.anneal`` on ``operator`` and ``prior`` for full states.
+        """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at
+        ``T_E = extra_temperature`` (1 by default); returns the visible parts of the last step's
+        means (``samples``) and of the final states (``states``); use ``sampler.anneal`` on
+        ``operator`` and ``prior`` for full states.
 
         ``start_step``: start part-way up, at heating step ``S``, from the saved start prior
         (``fit_start_prior``); default: the saved start step, if any, else the top (``K``)."""
