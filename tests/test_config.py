@@ -16,6 +16,7 @@ from walkback.config import (
 from walkback.errors import ConfigError
 from walkback.model import build_model
 from walkback.presets import PRESETS, get_preset
+from walkback.schedule import heating_temperatures
 
 
 def test_overrides_parse_int_float_str() -> None:
@@ -232,10 +233,10 @@ PRESET_PARAMETERS = {
     "celeba64": 9255686, "checkerboard": 33924, "cifar10": 6611334, "cifar10-diffusion": 6611334,
     "cifar10-fixed": 6611334, "cifar10-paper": 32485894, "circle": 33924, "mnist": 6607874,
     "mnist-diffusion": 6607874, "mnist-fixed": 6607874, "mnist-paper": 5707568,
-    "mnist-rate": 1083680, "mnist-rate-sym": 1083680, "mog": 33924, "mog-diffusion": 46596,
-    "mog-fixed": 46596, "mog-rate": 4488, "mog-rate-sym": 4488, "mog-tuned": 46596,
-    "ring8": 33924, "spiral": 33924, "spiral-diffusion": 46596, "spiral-fixed": 46596,
-    "spiral-rate": 4488, "spiral-tuned": 46596, "svhn": 6611334,
+    "mnist-rate": 1083680, "mnist-rate-sym": 1083680, "mnist-tuned": 6607874, "mog": 33924,
+    "mog-diffusion": 46596, "mog-fixed": 46596, "mog-rate": 4488, "mog-rate-sym": 4488,
+    "mog-tuned": 46596, "ring8": 33924, "spiral": 33924, "spiral-diffusion": 46596,
+    "spiral-fixed": 46596, "spiral-rate": 4488, "spiral-tuned": 46596, "svhn": 6611334,
 }
 
 
@@ -286,3 +287,19 @@ def test_an_old_rate_run_gets_its_leak_and_the_default_alpha() -> None:
     # a non-rate run keeps its model.alpha
     mlp = config_from_saved({"model": {"backbone": "mlp", "alpha": 0.3, "hidden": 16}})
     assert mlp.model.alpha == 0.3 and mlp.rate.leak == RateConfig.leak and mlp.mlp.hidden == 16
+
+
+def test_mnist_tuned_is_the_measured_variant() -> None:
+    """``mnist-tuned`` is ``mnist`` with the four keys of the ``tuned`` arm of
+    experiments/gpu/mnist_tuned.sh and nothing else: the measured arm is the preset. Its heating
+    has 6 steps at T = 1 (n1 = 5 and T_0) and tops out at 1.3^24, about 545."""
+    tuned = get_preset("mnist-tuned")
+    arm = apply_overrides(get_preset("mnist"), [
+        "schedule.factor=1.3", "schedule.n1=5", "model.min_var_at_1=1e-4",
+        "train.temperature_jitter=true"])
+    arm.preset = "mnist-tuned"
+    assert config_to_dict(tuned) == config_to_dict(arm)
+    s = tuned.schedule
+    temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
+    assert int((temps == 1).sum()) == 6
+    assert temps[-1].item() == pytest.approx(1.3 ** 24) and 540 < temps[-1].item() < 550
