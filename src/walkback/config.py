@@ -140,6 +140,8 @@ class TrainConfig:
     batch_size: int = 1000
     lr: float = 1e-3
     ema: float = 0.995
+    ema_warmup: bool = False  # the EMA's decay min(ema, (1 + n) / (10 + n)) at update n: the
+    # average forgets the random initial weights within the first hundreds of updates
     grad_clip: float = 1.0
     prior_momentum: float = 0.99
     log_every: int = 50

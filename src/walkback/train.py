@@ -93,6 +93,15 @@ def _prepare_run_dir(config: Config, run_dir: Path, resume: bool, overwrite: boo
         atomic_write_text(run_dir / "config.json", config_to_json(config))
 
 
+def ema_decay(updates: int, decay: float, warmup: bool) -> float:
+    """The EMA's decay in the update after ``updates`` earlier ones: ``decay`` (``train.ema``),
+    or with ``train.ema_warmup`` ``min(decay, (1 + n) / (10 + n))``. Without the warm-up the
+    initial weights keep the share ``decay^n`` of the average after n updates (0.999^1000, about
+    0.37); with it ``prod_k (1 + k) / (10 + k)`` until the warm-up reaches ``decay``
+    (docs/method.md, "The weights' average")."""
+    return min(decay, (1 + updates) / (10 + updates)) if warmup else decay
+
+
 @torch.no_grad()
 def _ema_update(ema: Walkback, model: Walkback, decay: float) -> None:
     """``theta_ema <- decay * theta_ema + (1 - decay) * theta``."""
@@ -118,7 +127,12 @@ def _update(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, loss: to
     if not torch.isfinite(norm):
         raise TrainingError(f"non-finite gradient norm at {where}; stopping, nothing saved")
     opt.step()
-    _ema_update(ema, model, config.train.ema)
+    # the count of updates travels in the optimizer's param group, so checkpoints keep it (as an
+    # LR scheduler's "initial_lr" does)
+    group = opt.param_groups[0]
+    updates = group.get("updates", 0)
+    _ema_update(ema, model, ema_decay(updates, config.train.ema, config.train.ema_warmup))
+    group["updates"] = updates + 1
     return norm
 
 
