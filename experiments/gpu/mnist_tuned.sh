@@ -11,7 +11,10 @@
 # bound on 500 test images (M = 1).
 # With PACK=DIR the tables, every arm's scores and metrics and the tuned arm's EMA weights are
 # packed into DIR/mnist_tuned_seedS.tar, cut into 15 MiB pieces (join: cat F.part?? > F).
-# TIME_LIMIT=SECONDS stops the comparison then (the arms scored by then are packed).
+# TIME_LIMIT=SECONDS stops the comparison then (the arms scored by then are packed); the same
+# command run again on the same machine continues it: each arm resumes from its last checkpoint
+# with its training clock, and scored arms are kept. So MINUTES=5 (15 minutes of training) fits
+# calls of 10 minutes.
 # Usage: [PACK=DIR] [TIME_LIMIT=S] bash experiments/gpu/mnist_tuned.sh OUT_DIR DATA_ROOT FID_WEIGHTS SEED [MINUTES]
 set -euo pipefail
 out=$1 root=$2 weights=$3 seed=$4 minutes=${5:-2}
