@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from walkback.cli import main
+from walkback.compare import CompareOptions, _sampling_rate
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -131,3 +133,21 @@ def test_bad_variants_and_budgets_are_refused_before_training(
     assert main(["compare", *args, "--out-dir", str(tmp_path / "x"), "--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_sampling_rate_is_timed_after_a_warm_up_at_the_same_shape() -> None:
+    """cuDNN autotunes each new input shape: a warm-up of another batch size left the autotuning
+    inside the timed run of a process's first arm. Both runs sample ``num`` chains."""
+    class Recorder:
+        start_step, active_temperatures = 0, [1.0] * 30
+
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def sample(self, n: int, generator: torch.Generator) -> None:
+            self.sizes.append(n)
+
+    model = Recorder()
+    options = CompareOptions(presets=["mog"], out_dir="unused", minutes=1.0)
+    rate = _sampling_rate(model, 1000, torch.device("cpu"), options)  # type: ignore[arg-type]
+    assert model.sizes == [1000, 1000] and rate > 0

@@ -169,7 +169,9 @@ def _sampling_rate(model: Walkback, num: int, device: torch.device,
     generator = torch.Generator(device).manual_seed(0)
     k = model.start_step or len(model.active_temperatures)
     with amp_autocast(device, options.amp):
-        model.sample(min(num, 64), generator=generator)  # warm-up (kernels, autotuning)
+        # warm-up at the timed shape: cuDNN autotunes each new batch size, so a smaller warm-up
+        # left the first arm of a process timing its autotuning (half the rate of the others)
+        model.sample(num, generator=generator)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         started = time.perf_counter()
