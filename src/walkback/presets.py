@@ -117,7 +117,7 @@ def _image(base: dict[str, Any], name: str, **changes: Any) -> dict[str, Any]:
     return _merge(base, {"data": {"name": name}}, changes)
 
 
-# The tuned 2-D recipe on the U-Net preset (docs/RESULTS.md, "MNIST: the tuned recipe"): the
+# The tuned 2-D recipe on the U-Net preset (docs/RESULTS.md, "MNIST, 1.5 minutes each"): the
 # floor shrinking to 1e-4 at T = 1, the paper's n1 = 5 steps at T = 1 first, then T_K = 1.3^24
 # (about 545; the fitted prior's variance 3.4 instead of the `mnist` preset's 740-860) and
 # jittered temperatures. At 1.5 minutes on one NVIDIA H100 (seeds 0 and 1) it halved the `mnist`
