@@ -10,7 +10,7 @@
 # 2,000 samples per FID (30 steps) and after K more steps at T = 1, the smallest class share, the
 # bound on 500 test images (M = 1).
 # With PACK=DIR the tables, every arm's scores and metrics and the tuned arm's EMA weights are
-# packed into DIR/mnist_tuned_seedS.tar, cut into 15 MiB pieces (join: cat F.part?? > F).
+# packed into DIR/mnist_tuned_seedS.tar.partNN (pack_scores.sh).
 # TIME_LIMIT=SECONDS stops the comparison then (the arms scored by then are packed); the same
 # command run again on the same machine continues it: each arm resumes from its last checkpoint
 # with its training clock, and scored arms are kept. So MINUTES=5 (15 minutes of training) fits
@@ -24,12 +24,5 @@ timeout "${TIME_LIMIT:-0}" walkback compare --presets mnist,mnist-diffusion \
   --minutes "$minutes" --save-at "$minutes" --seeds "$seed" --out-dir "$out" \
   --set "data.root=$root" --data-root "$root" --fid-weights "$weights" --num-samples 2000 \
   --chain-steps 0,K --bound-points 500 --amp bf16 --no-progress || status=$?
-if [ -n "${PACK:-}" ]; then
-  mkdir -p "$PACK"
-  (cd "$out" && find . -path ./cache -prune -o -type f \( -name '*.json' -o -name '*.jsonl' \
-     -o -name '*.md' -o -name '*.png' -o -path "./tuned/*/model/*" \) -print |
-     grep -v /checkpoints/ | tar -cf - -T -) > "$PACK/mnist_tuned_seed$seed.tar"
-  split -b 15M -d "$PACK/mnist_tuned_seed$seed.tar" "$PACK/mnist_tuned_seed$seed.tar.part"
-  rm "$PACK/mnist_tuned_seed$seed.tar"
-fi
+[ -z "${PACK:-}" ] || bash "$(dirname "$0")/pack_scores.sh" "$out" "$PACK" "mnist_tuned_seed$seed" tuned
 exit "${status:-0}"
