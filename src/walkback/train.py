@@ -350,10 +350,11 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
     if config.train.dequantize:
         x = dequantize_model_space(x, generator=random.examples)
     x = model.lift(x, generator=random.examples)  # the data, or [x; relaxed h] (rate network)
-    temps = model.temperatures.cpu()
     if config.train.temperature_jitter:  # one temperature per path and step, on x's device
         u = rand((len(x),), generator=random.examples, device=x.device)
-        temps = jittered_temperatures(temps.to(x.device), u)
+        temps = jittered_temperatures(model.temperatures.to(x.device), u)
+    else:
+        temps = model.temperatures.cpu()
     weights = unit_weights(model.visible_dim, model.hidden_dim, config.train.hidden_weight,
                            device=x.device)
     walk = _Walk(model, ema, opt, config, random, step, x, temps, model.heating_path(temps),
