@@ -3,6 +3,7 @@ the training step, and the count of updates kept by checkpoints (resume: tests/t
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -46,9 +47,7 @@ def test_the_training_step_averages_with_the_decay_of_its_update(warmup: bool) -
                                                  f"train.ema_warmup={str(warmup).lower()}"])
     torch.manual_seed(0)
     model = build_model(config)
-    ema = build_model(config)
-    ema.load_state_dict(model.state_dict())
-    ema.requires_grad_(False)
+    ema = copy.deepcopy(model).requires_grad_(False)  # as train() makes it
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     expected = [p.detach().clone() for p in ema.parameters()]
     x = torch.randn(32, 2)
