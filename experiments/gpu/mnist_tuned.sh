@@ -15,10 +15,12 @@
 # command run again on the same machine continues it: each arm resumes from its last checkpoint
 # with its training clock, and scored arms are kept. So MINUTES=5 (15 minutes of training) fits
 # calls of 10 minutes.
-# Usage: [PACK=DIR] [TIME_LIMIT=S] bash experiments/gpu/mnist_tuned.sh OUT_DIR DATA_ROOT FID_WEIGHTS SEED [MINUTES]
+# PRESETS=LIST (default mnist,mnist-diffusion) names the other arms: PRESETS=mnist-diffusion
+# leaves the `mnist` arm out (the tuned arm against the DDPM alone).
+# Usage: [PACK=DIR] [TIME_LIMIT=S] [PRESETS=LIST] bash experiments/gpu/mnist_tuned.sh OUT_DIR DATA_ROOT FID_WEIGHTS SEED [MINUTES]
 set -euo pipefail
 out=$1 root=$2 weights=$3 seed=$4 minutes=${5:-2}
-timeout "${TIME_LIMIT:-0}" walkback compare --presets mnist,mnist-diffusion \
+timeout "${TIME_LIMIT:-0}" walkback compare --presets "${PRESETS:-mnist,mnist-diffusion}" \
   --variant tuned mnist schedule.factor=1.3 schedule.n1=5 model.min_var_at_1=1e-4 \
     train.temperature_jitter=true \
   --minutes "$minutes" --save-at "$minutes" --seeds "$seed" --out-dir "$out" \
