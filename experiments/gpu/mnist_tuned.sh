@@ -16,8 +16,9 @@
 # with its training clock, and scored arms are kept. So MINUTES=5 (15 minutes of training) fits
 # calls of 10 minutes.
 # PRESETS=LIST (default mnist,mnist-diffusion) names the other arms: PRESETS=mnist-diffusion
-# leaves the `mnist` arm out (the tuned arm against the DDPM alone).
-# Usage: [PACK=DIR] [TIME_LIMIT=S] [PRESETS=LIST] bash experiments/gpu/mnist_tuned.sh OUT_DIR DATA_ROOT FID_WEIGHTS SEED [MINUTES]
+# leaves the `mnist` arm out (the tuned arm against the DDPM alone). CHAIN_STEPS=LIST (default
+# 0,K) the extra T = 1 steps scored (0,K,10K adds 10 K more).
+# Usage: [PACK=DIR] [TIME_LIMIT=S] [PRESETS=LIST] [CHAIN_STEPS=LIST] bash experiments/gpu/mnist_tuned.sh OUT_DIR DATA_ROOT FID_WEIGHTS SEED [MINUTES]
 set -euo pipefail
 out=$1 root=$2 weights=$3 seed=$4 minutes=${5:-2}
 timeout "${TIME_LIMIT:-0}" walkback compare --presets "${PRESETS:-mnist,mnist-diffusion}" \
@@ -25,6 +26,6 @@ timeout "${TIME_LIMIT:-0}" walkback compare --presets "${PRESETS:-mnist,mnist-di
     train.temperature_jitter=true \
   --minutes "$minutes" --save-at "$minutes" --seeds "$seed" --out-dir "$out" \
   --set "data.root=$root" --data-root "$root" --fid-weights "$weights" --num-samples 2000 \
-  --chain-steps 0,K --bound-points 500 --amp bf16 --no-progress || status=$?
+  --chain-steps "${CHAIN_STEPS:-0,K}" --bound-points 500 --amp bf16 --no-progress || status=$?
 [ -z "${PACK:-}" ] || bash "$(dirname "$0")/pack_scores.sh" "$out" "$PACK" "mnist_tuned_seed$seed" tuned
 exit "${status:-0}"
