@@ -224,3 +224,16 @@ def test_a_saved_ddpm_config_with_vw_keys_loads_with_them_reset() -> None:
     loaded = config_from_saved(tree)
     assert loaded.schedule.factor == 1.1 and loaded.train.mode == "online"
     assert config_to_dict(loaded) == config_to_dict(get_preset("mog-diffusion"))
+
+
+@pytest.mark.parametrize("data", ["mnist", "cifar10", "celeba32"])
+def test_the_image_ddpm_checkpoints_and_logs_as_often_per_update_as_vw(data: str) -> None:
+    """An equal-minutes arm's clock includes its checkpoint writes: a VW minibatch makes
+    K x batch_size / transition_batch updates (30 on the U-Net presets), a DDPM minibatch one, so
+    the DDPM writes one checkpoint per as many updates as VW does, not 30 times as many."""
+    vw, ddpm = get_preset(data), get_preset(f"{data}-diffusion")
+    assert vw.train.mode == "transitions" and ddpm.method == "ddpm"
+    updates = vw.schedule.num_steps * vw.train.batch_size // vw.train.transition_batch
+    assert updates == 30
+    assert ddpm.train.checkpoint_every == 30 * vw.train.checkpoint_every == 3000
+    assert ddpm.train.log_every == 30 * vw.train.log_every
