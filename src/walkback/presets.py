@@ -201,7 +201,7 @@ def _per_update(name: str) -> dict[str, Any]:
     """The checkpoint and log cadence of VW preset ``name`` (in minibatches of K x batch_size
     transitions, ``K * batch_size / transition_batch`` updates each) in minibatches of one
     update, the DDPM's. At the VW preset's 100 the MNIST DDPM wrote a checkpoint every 9 s,
-    5.6% of a 5-minute arm's clock (docs/RESULTS.md, "MNIST, 5 minutes each")."""
+    5.6% of a 5-minute arm's clock (docs/RESULTS.md, "MNIST, 1.5 minutes each")."""
     train, k = PRESETS[name]["train"], PRESETS[name]["schedule"]["num_steps"]
     updates = k * train["batch_size"] // train["transition_batch"]
     return {"train": {"checkpoint_every": train["checkpoint_every"] * updates,
