@@ -31,6 +31,7 @@ MODES = {  # every training mode, and both baselines
     "transitions": ["mog", "train.mode=transitions", "train.transition_batch=48"],
     "jitter": ["mog", "train.mode=transitions", "train.transition_batch=48", "model.form=conditioned",
                "train.temperature_jitter=true"],
+    "input_noise": ["mog", "train.mode=transitions", "train.transition_batch=48", "train.input_noise=0.2"],
     "loss_steps": ["mog", "train.mode=accumulate", "train.loss_steps=2"],
     "bound": ["mog", "train.mode=accumulate", "train.objective=bound"],
     "decoupled": ["mog", "train.mode=online", "train.objective=decoupled"],

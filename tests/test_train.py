@@ -77,7 +77,8 @@ def test_same_seed_same_weights_and_samples(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["online", "accumulate", "transitions", "accumulate objective=bound",
-                                  "transitions temperature_jitter=true", "online ema_warmup=true"])
+                                  "transitions temperature_jitter=true", "online ema_warmup=true",
+                                  "transitions input_noise=0.2"])
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path: Path, mode: str) -> None:
     config = _config(*(f"train.{item}" for item in f"mode={mode}".split()))
     full = train(config, tmp_path / "a", progress=False)

@@ -134,6 +134,9 @@ class TrainConfig:
     temperature_jitter: bool = False  # transitions mode: each path heats at its own temperatures,
     # the schedule's moved up by a uniform fraction of a step in log T, so that the operator is
     # trained on every T from 1 to the top, not only the schedule's (docs/method.md)
+    input_noise: float = 0.0  # transitions mode: the walk-back term's input is s_t plus this
+    # times the heating step's noise std times fresh N(0, 1) noise, the target s_(t-1) unchanged
+    # (input perturbation against exposure bias: docs/method.md); 0 = the paper's term
     loss_steps: int = 0  # accumulate: score a random subset of this many heating steps (0 = all K)
     hidden_weight: float = 1.0  # rate: weight of the hidden units' walk-back terms (1 = the bound)
     steps: int = 2000  # minibatches
@@ -260,6 +263,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "schedule.max_variance": AT_LEAST_0,
     "train.transition_batch": AT_LEAST_0,
     "train.loss_steps": AT_LEAST_0,
+    "train.input_noise": AT_LEAST_0,
     "train.hidden_weight": AT_LEAST_0,
     "train.variance_weight": AT_LEAST_0,
     "train.steps": AT_LEAST_1,
@@ -312,7 +316,7 @@ VW_ONLY = ("schedule.t0", "schedule.factor", "schedule.n1", "schedule.max_varian
            "model.init_var", "model.noise_scale", "train.objective", "train.mode",
            "train.transition_batch", "train.loss_steps", "train.hidden_weight", "train.prior_momentum",
            "train.decoupled_scale", "train.variance_weight", "train.temperature_jitter",
-           "sample.extra_temperature")
+           "train.input_noise", "sample.extra_temperature")
 DROPPED = ("train.max_file_mb",)  # file splitting: checkpoints and models are written whole
 
 
@@ -492,6 +496,8 @@ def validate(config: Config) -> Config:
                                              or flat["train.heating"] != "model"):
         raise ConfigError("config key train.temperature_jitter: needs train.mode=transitions and "
                           "train.heating=model (the operator's own heating)")
+    if flat["train.input_noise"] and flat["train.mode"] != "transitions":
+        raise ConfigError("config key train.input_noise: needs train.mode=transitions")
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if flat["model.min_var_at_1"]:

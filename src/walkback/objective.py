@@ -21,7 +21,8 @@ from .transition import LOG_2PI, TransitionOperator
 __all__ = [
     "Objective", "Decoupled", "objective_from_config", "decoupled_gaussian_nll", "unit_weights",
     "walkback_step_loss", "walkback_loss", "sampled_walkback_loss", "transition_batches",
-    "transition_walkback_loss", "negative_bound", "BoundResult", "variational_bound",
+    "transition_walkback_loss", "perturbed_inputs", "negative_bound", "BoundResult",
+    "variational_bound",
 ]
 
 DecoupledScale = Literal["heating", "learned"]
@@ -205,6 +206,17 @@ def transition_batches(
     return list(order.split(size))
 
 
+def perturbed_inputs(trajectory: Trajectory, input_noise: float, xi: torch.Tensor) -> torch.Tensor:
+    """The walk-back inputs ``s_t + gamma sqrt(v_t) xi_t`` of steps ``t = 1..K``, shape
+    ``(K, B, *data_shape)``: each heated state moved by ``gamma = input_noise`` times its heating
+    step's batch-mean noise std ``sqrt(v_t)`` (``trajectory.noise_var``) along standard normal
+    ``xi`` of the same shape. Trained to map these back to ``s_{t-1}``, the operator removes a
+    little more noise than its heating added (input perturbation; docs/method.md)."""
+    states = trajectory.states[1:]
+    std = trajectory.noise_var.to(states.device, states.dtype).sqrt()
+    return states + input_noise * _broadcast(std, states) * xi.to(states.dtype)
+
+
 def transition_walkback_loss(
     operator: TransitionOperator,
     trajectory: Trajectory,
@@ -213,17 +225,21 @@ def transition_walkback_loss(
     *,
     objective: Objective = "paper",
     weights: torch.Tensor | None = None,
+    inputs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Walk-back terms ``-log p_{T_t}(s_{t-1} | s_t)`` of the transitions ``index`` (flat
     ``t * B + i``, from ``transition_batches``) as ONE batch, each with its own temperature
-    (``temperatures``: ``(K,)``, or ``(K, B)`` for one per path and step).
+    (``temperatures``: ``(K,)``, or ``(K, B)`` for one per path and step). ``inputs``
+    (``(K, B, *data_shape)``, e.g. ``perturbed_inputs``) replaces the states ``s_t`` that the
+    operator is applied to; the scored states ``s_{t-1}`` stay the path's.
 
     Returns the terms, shape ``(len(index),)``. ``K`` times their mean is an unbiased estimate of
     the per-path sum ``sum_t -log p_{T_t}(s_{t-1} | s_t)``, whichever transitions are drawn.
     """
     batch = trajectory.states.shape[1]
     t, i = index // batch, index % batch
-    s_prev, s_next = trajectory.states[t, i], trajectory.states[t + 1, i]
+    s_prev = trajectory.states[t, i]
+    s_next = trajectory.states[t + 1, i] if inputs is None else inputs[t, i]
     temps = temperatures.to(s_prev.device, s_prev.dtype)
     temps = temps[t] if temps.dim() == 1 else temps[t, i]
     heat_var = trajectory.noise_var.to(s_prev.device, s_prev.dtype)[t]
