@@ -109,3 +109,20 @@ def test_training_is_the_paper_terms_at_zero_and_deterministic_above(tmp_path: P
     assert all(torch.equal(a[k], b[k]) for k in a)
     head = "operator.backbone.head.weight"
     assert not torch.equal(a[head], plain[head])
+
+
+def test_the_best_linear_mean_is_that_of_a_step_with_1_plus_gamma_squared_times_the_noise() -> None:
+    """Data ``N(mu, a)`` heated once by ``s_1 = x + N(0, v)``: regressing ``x`` on the perturbed
+    input gives the slope ``a / (a + (1 + gamma^2) v)`` (docs/method.md)."""
+    mu, a, v, gamma, n = 0.5, 2.0, 0.3, 0.5, 200_000
+    backbone = LinearGaussianBackbone(3, weight=torch.eye(3), dtype=F64,
+                                      log_var=torch.full((3,), math.log(v)))
+    op = TransitionOperator(backbone, (3,), form="2017", alpha=0.5, min_var=0.0)  # mean s
+    x = mu + math.sqrt(a) * torch.randn(n, 3, generator=_gen(5), dtype=F64)
+    path = walk_away(OperatorHeating(op, torch.ones(1)), x, generator=_gen(6))
+    xi = torch.randn(path.states[1:].shape, generator=_gen(7), dtype=F64)
+    y = perturbed_inputs(path, gamma, xi)[0]
+    slope = ((x - x.mean(0)) * (y - y.mean(0))).mean(0) / y.var(0, unbiased=False)
+    want = a / (a + (1 + gamma**2) * v)
+    torch.testing.assert_close(slope, torch.full((3,), want, dtype=F64), rtol=0, atol=5e-3)
+    assert abs(want - a / (a + v)) > 0.02  # far from the unperturbed slope
