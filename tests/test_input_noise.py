@@ -13,7 +13,7 @@ import torch
 from walkback.config import apply_overrides
 from walkback.errors import ConfigError
 from walkback.models import LinearGaussianBackbone
-from walkback.objective import perturbed_inputs, transition_walkback_loss
+from walkback.objective import perturbed_inputs, perturbed_var_scale, transition_walkback_loss
 from walkback.presets import get_preset
 from walkback.schedule import heating_temperatures
 from walkback.train import train
@@ -57,17 +57,20 @@ def test_the_terms_score_the_paths_states_from_the_perturbed_inputs() -> None:
     k, batch = path.num_steps, path.states.shape[1]
     index = torch.randperm(k * batch, generator=_gen(3))[:10]
     xi = torch.randn(path.states[1:].shape, generator=_gen(4), dtype=F64)
-    inputs = perturbed_inputs(path, 0.5, xi)
-    got = transition_walkback_loss(op, path, temps, index, inputs=inputs)
+    inputs, scale = perturbed_inputs(path, 0.5, xi), perturbed_var_scale(0.5)
+    assert scale == 1.25
+    got = transition_walkback_loss(op, path, temps, index, inputs=inputs, var_scale=scale)
     t, i = index // batch, index % batch
     for n in range(len(index)):
         source, target, temp = inputs[t[n], i[n]], path.states[t[n], i[n]], float(temps[t[n]])
         mean = 0.9 * source  # the linear operator's mean, applied to the perturbed input
-        want = -gaussian_log_prob(target[None], mean[None], torch.full((1, 3), 0.3 * temp, dtype=F64))
+        var = torch.full((1, 3), 1.25 * 0.3 * temp, dtype=F64)  # its variance times 1 + gamma^2
+        want = -gaussian_log_prob(target[None], mean[None], var)
         torch.testing.assert_close(got[n], want[0], rtol=1e-7, atol=0)
     # unperturbed inputs are the paper's term, value for value
     plain = transition_walkback_loss(op, path, temps, index)
-    assert torch.equal(transition_walkback_loss(op, path, temps, index,
+    assert perturbed_var_scale(0.0) == 1.0
+    assert torch.equal(transition_walkback_loss(op, path, temps, index, var_scale=1.0,
                                                 inputs=perturbed_inputs(path, 0.0, xi)), plain)
     assert not torch.allclose(got, plain)
 
@@ -76,7 +79,9 @@ def test_the_terms_score_the_paths_states_from_the_perturbed_inputs() -> None:
     (["train.input_noise=-0.1"], r"train\.input_noise"),
     (["train.input_noise=nan"], r"train\.input_noise"),
     (["train.mode=online", "train.temperature_jitter=false", "train.input_noise=0.1"],
-     r"train\.input_noise: needs train\.mode=transitions"),
+     r"train\.input_noise: needs train\.mode=transitions and train\.objective=paper"),
+    (["train.objective=decoupled", "train.input_noise=0.1"],
+     r"train\.input_noise: needs train\.mode=transitions and train\.objective=paper"),
 ])
 def test_the_key_is_checked(items: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -113,7 +118,9 @@ def test_training_is_the_paper_terms_at_zero_and_deterministic_above(tmp_path: P
 
 def test_the_best_linear_mean_is_that_of_a_step_with_1_plus_gamma_squared_times_the_noise() -> None:
     """Data ``N(mu, a)`` heated once by ``s_1 = x + N(0, v)``: regressing ``x`` on the perturbed
-    input gives the slope ``a / (a + (1 + gamma^2) v)`` (docs/method.md)."""
+    input gives the slope ``a / (a + (1 + gamma^2) v)``; the residual variance over
+    ``1 + gamma^2``, the best variance of the scaled term, is ``a v / (a + (1 + gamma^2) v)``:
+    below ``v`` and below the unperturbed posterior's ``a v / (a + v)`` (docs/method.md)."""
     mu, a, v, gamma, n = 0.5, 2.0, 0.3, 0.5, 200_000
     backbone = LinearGaussianBackbone(3, weight=torch.eye(3), dtype=F64,
                                       log_var=torch.full((3,), math.log(v)))
@@ -126,3 +133,8 @@ def test_the_best_linear_mean_is_that_of_a_step_with_1_plus_gamma_squared_times_
     want = a / (a + (1 + gamma**2) * v)
     torch.testing.assert_close(slope, torch.full((3,), want, dtype=F64), rtol=0, atol=5e-3)
     assert abs(want - a / (a + v)) > 0.02  # far from the unperturbed slope
+    residual = (x - x.mean(0)) - slope * (y - y.mean(0))
+    best_var = residual.var(0, unbiased=False) / perturbed_var_scale(gamma)
+    want_var = a * v / (a + (1 + gamma**2) * v)
+    torch.testing.assert_close(best_var, torch.full((3,), want_var, dtype=F64), rtol=0.015, atol=0)
+    assert want_var < a * v / (a + v) < v

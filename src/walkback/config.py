@@ -496,8 +496,10 @@ def validate(config: Config) -> Config:
                                              or flat["train.heating"] != "model"):
         raise ConfigError("config key train.temperature_jitter: needs train.mode=transitions and "
                           "train.heating=model (the operator's own heating)")
-    if flat["train.input_noise"] and flat["train.mode"] != "transitions":
-        raise ConfigError("config key train.input_noise: needs train.mode=transitions")
+    if flat["train.input_noise"] and (flat["train.mode"] != "transitions"
+                                      or flat["train.objective"] != "paper"):
+        raise ConfigError("config key train.input_noise: needs train.mode=transitions and "
+                          "train.objective=paper")
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if flat["model.min_var_at_1"]:

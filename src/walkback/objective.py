@@ -16,13 +16,13 @@ import torch
 from .prior import GaussianPrior
 from .streams import Generator
 from .trajectory import HeatingPath, Trajectory, walk_away
-from .transition import LOG_2PI, TransitionOperator
+from .transition import LOG_2PI, TransitionOperator, gaussian_log_prob
 
 __all__ = [
     "Objective", "Decoupled", "objective_from_config", "decoupled_gaussian_nll", "unit_weights",
     "walkback_step_loss", "walkback_loss", "sampled_walkback_loss", "transition_batches",
-    "transition_walkback_loss", "perturbed_inputs", "negative_bound", "BoundResult",
-    "variational_bound",
+    "transition_walkback_loss", "perturbed_inputs", "perturbed_var_scale", "negative_bound",
+    "BoundResult", "variational_bound",
 ]
 
 DecoupledScale = Literal["heating", "learned"]
@@ -110,6 +110,7 @@ def walkback_step_loss(
     objective: Objective = "paper",
     weights: torch.Tensor | None = None,
     heat_var: torch.Tensor | None = None,
+    var_scale: float = 1.0,
 ) -> torch.Tensor:
     """One heating step's walk-back term per example, shape ``(B,)``.
 
@@ -124,8 +125,12 @@ def walkback_step_loss(
     mean of the operator's own forward step ``T var(s_{t-1}, T)`` (the heating's, for
     ``train.heating=model``), which needs one temperature for the whole batch.
     ``weights`` (one per state dimension, see ``unit_weights``) weigh the per-unit terms; ``None``
-    is the plain log-density.
+    is the plain log-density. ``var_scale`` (``paper`` only) scores ``s_{t-1}`` under the step's
+    variance times it (``perturbed_var_scale``).
     """
+    if objective == "paper" and var_scale != 1.0:
+        step = operator(s_next.detach(), temperature)
+        return -gaussian_log_prob(s_prev, step.mean, var_scale * step.total_var, weights)
     if objective == "paper":
         return -operator.log_prob(s_prev, s_next.detach(), temperature, weights)
     if objective == "released":
@@ -217,6 +222,15 @@ def perturbed_inputs(trajectory: Trajectory, input_noise: float, xi: torch.Tenso
     return states + input_noise * _broadcast(std, states) * xi.to(states.dtype)
 
 
+def perturbed_var_scale(input_noise: float) -> float:
+    """``1 + gamma^2``: the factor by which a perturbed input's walk-back term scales the step's
+    variance. For a step small beside the data's spread, ``s_{t-1}`` given ``s~_t`` varies
+    ``(1 + gamma^2) v_t``; fitted unscaled, the learned variance would take that in, and since
+    the same variance heats the next path, grow by that factor again with every fit. Scaled, its
+    best value is ``v_t``, below it for the hotter steps (docs/method.md, "Input perturbation")."""
+    return 1.0 + input_noise**2
+
+
 def transition_walkback_loss(
     operator: TransitionOperator,
     trajectory: Trajectory,
@@ -226,12 +240,14 @@ def transition_walkback_loss(
     objective: Objective = "paper",
     weights: torch.Tensor | None = None,
     inputs: torch.Tensor | None = None,
+    var_scale: float = 1.0,
 ) -> torch.Tensor:
     """Walk-back terms ``-log p_{T_t}(s_{t-1} | s_t)`` of the transitions ``index`` (flat
     ``t * B + i``, from ``transition_batches``) as ONE batch, each with its own temperature
     (``temperatures``: ``(K,)``, or ``(K, B)`` for one per path and step). ``inputs``
     (``(K, B, *data_shape)``, e.g. ``perturbed_inputs``) replaces the states ``s_t`` that the
-    operator is applied to; the scored states ``s_{t-1}`` stay the path's.
+    operator is applied to; the scored states ``s_{t-1}`` stay the path's; ``var_scale``: see
+    ``walkback_step_loss``.
 
     Returns the terms, shape ``(len(index),)``. ``K`` times their mean is an unbiased estimate of
     the per-path sum ``sum_t -log p_{T_t}(s_{t-1} | s_t)``, whichever transitions are drawn.
@@ -244,7 +260,7 @@ def transition_walkback_loss(
     temps = temps[t] if temps.dim() == 1 else temps[t, i]
     heat_var = trajectory.noise_var.to(s_prev.device, s_prev.dtype)[t]
     return walkback_step_loss(operator, s_prev, s_next, temps, objective, weights,
-                              heat_var=heat_var)
+                              heat_var=heat_var, var_scale=var_scale)
 
 
 def negative_bound(

@@ -36,8 +36,9 @@ from .errors import CheckpointError, ConfigError, TrainingError
 from .model import Walkback, build_model, load_state
 from .runs import amp_autocast, enable_fast_kernels, holds_run, load_data, resolve_device
 from .objective import (
-    negative_bound, perturbed_inputs, sampled_walkback_loss, transition_batches,
-    transition_walkback_loss, objective_from_config, unit_weights, walkback_loss, walkback_step_loss,
+    negative_bound, perturbed_inputs, perturbed_var_scale, sampled_walkback_loss,
+    transition_batches, transition_walkback_loss, objective_from_config, unit_weights,
+    walkback_loss, walkback_step_loss,
 )
 from .schedule import heating_stops, jittered_temperatures
 from .streams import Generator, StackedRandom, mix_seed, rand, randn
@@ -276,7 +277,7 @@ def _transitions(w: _Walk) -> _Walked:
         path = w.walk_away()
     k, cfg, terms, norms = path.num_steps, w.config.train, [], []
     r, batch = w.random, w.random.batch
-    inputs = None
+    inputs, var_scale = None, perturbed_var_scale(cfg.input_noise)
     if cfg.input_noise:  # one draw per example and step, from the example's own stream
         xi = randn((len(w.x), k, *w.x.shape[1:]), generator=r.examples, device=w.x.device)
         inputs = perturbed_inputs(path, cfg.input_noise, xi.transpose(0, 1))
@@ -286,7 +287,7 @@ def _transitions(w: _Walk) -> _Walked:
         with w.autocast():
             term = transition_walkback_loss(w.model.operator, path, w.temps, local,
                                             objective=objective_from_config(cfg), weights=w.weights,
-                                            inputs=inputs)
+                                            inputs=inputs, var_scale=var_scale)
         # the update's mean over all its transitions (DDP averages the processes' gradients)
         mean = term.mean() if len(local) == len(index) else term.sum() * r.size / len(index)
         norms.append(w.update(k * mean / w.dim, f"update {len(norms) + 1}: {len(index)} "
