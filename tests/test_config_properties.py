@@ -19,7 +19,7 @@ DEFAULTS = _flatten(config_to_dict(Config()))
 CROSS = {"schedule.n1", "sample.start_step", "train.hidden_weight", "rate.hidden_units",
          "rate.hidden_min_var", "model.cond_dim", "diffusion.beta_start", "diffusion.beta_end",
          "train.loss_steps", "train.variance_weight", "model.min_var_at_1",
-         "model.denoised_clip"}
+         "model.denoised_clip", "train.input_noise"}
 FREE = sorted(set(RANGES) - CROSS)
 
 
