@@ -13,20 +13,22 @@
 # their scoring outlast one 10-minute call: with TIME_LIMIT=S the comparison stops then, and the
 # same command on the same machine continues it (each arm resumes from its checkpoint with its
 # training clock; scored arms are kept).
+# PRESETS=LIST (default mnist-tuned) names the arms besides the variants: with
+# PRESETS=mnist-tuned,mnist-diffusion,mnist one call also gives mnist_tuned.sh's table for that seed.
 # With PACK=DIR the tables, scores and logs are packed into DIR/ablate_seedS.tar.partNN
-# (pack_scores.sh; no weights).
-# Usage: [PACK=DIR] [TIME_LIMIT=S] bash experiments/gpu/ablate_mnist_tuned.sh OUT_DIR DATA_ROOT \
+# (pack_scores.sh), with the EMA weights of the arms named in KEEP_WEIGHTS=LIST (default none).
+# Usage: [PACK=DIR] [TIME_LIMIT=S] [PRESETS=LIST] [KEEP_WEIGHTS=LIST] bash experiments/gpu/ablate_mnist_tuned.sh OUT_DIR DATA_ROOT \
 #          FID_WEIGHTS SEED [MINUTES]
 set -euo pipefail
 out=$1 root=$2 weights=$3 seed=$4 minutes=${5:-1.5}
-timeout "${TIME_LIMIT:-0}" walkback compare --presets mnist-tuned \
+timeout "${TIME_LIMIT:-0}" walkback compare --presets "${PRESETS:-mnist-tuned}" \
+  --variant input-noise mnist-tuned train.input_noise=0.3 \
   --variant no-top mnist-tuned schedule.factor=1.5 \
   --variant no-n1 mnist-tuned schedule.n1=0 \
   --variant no-floor mnist-tuned model.min_var_at_1=0 \
   --variant no-jitter mnist-tuned train.temperature_jitter=false \
-  --variant input-noise mnist-tuned train.input_noise=0.3 \
   --minutes "$minutes" --save-at "$minutes" --seeds "$seed" --out-dir "$out" \
   --set "data.root=$root" --data-root "$root" --fid-weights "$weights" --num-samples 2000 \
   --chain-steps 0,K --bound-points 500 --amp bf16 --no-progress || status=$?
-[ -z "${PACK:-}" ] || bash "$(dirname "$0")/pack_scores.sh" "$out" "$PACK" "ablate_seed$seed"
+[ -z "${PACK:-}" ] || bash "$(dirname "$0")/pack_scores.sh" "$out" "$PACK" "ablate_seed$seed" "${KEEP_WEIGHTS:-}"
 exit "${status:-0}"
