@@ -14,8 +14,11 @@ the toy metrics and the bound; every saved model gets the sample metric again (F
 metrics), for the metric-against-minutes plot. Throughput comes from the runs' ``metrics.jsonl`` (training
 images/s and transitions/s) and from timing ``model.sample`` (network evaluations/s).
 
-Each arm's scores are kept in its run folder (``compare_arm.json``): a comparison that was stopped
-(a time limit, a kill) continues where it stopped when the same command runs again.
+Each arm is scored as soon as it is trained (with ``jobs`` > 1, once every arm is trained), and
+its scores are kept in its run folder (``compare_arm.json``): a comparison that was stopped (a time
+limit, a kill) continues where it stopped when the same command runs again. An arm whose training
+fails (a non-finite loss) is marked failed in the table and JSON; the others still train and are
+scored, and the command then exits non-zero.
 
 Written to ``out_dir``: ``compare.json`` (everything, per arm and seed), ``compare.md`` (the
 table: mean and spread over seeds per preset) and ``compare.png`` (the sample metric against
@@ -132,12 +135,14 @@ def _train_arm(config: Config, run_dir: Path, progress: bool) -> None:
     train(config, run_dir, resume=holds_run(run_dir), progress=progress)
 
 
-def _train_arms_in_processes(arms: list[tuple[str, int, Path]], options: CompareOptions) -> None:
+def _train_arms_in_processes(arms: list[tuple[str, int, Path]],
+                             options: CompareOptions) -> dict[tuple[str, int], str]:
     """``walkback train`` for up to ``options.jobs`` arms at once, arm ``i`` of each wave on GPU
     ``i mod options.gpus`` (``CUDA_VISIBLE_DEVICES``); each writes its log beside its run
-    folder."""
+    folder. Returns the arms whose process failed, each with the line that says where to look."""
     gpus = options.gpus or options.jobs
     todo = [arm for arm in arms if not (arm[2] / "model").is_dir()]
+    failed: dict[tuple[str, int], str] = {}
     for start in range(0, len(todo), options.jobs):
         running = []
         for i, (label, seed, run_dir) in enumerate(todo[start:start + options.jobs]):
@@ -155,11 +160,12 @@ def _train_arms_in_processes(arms: list[tuple[str, int, Path]], options: Compare
                 else dict(os.environ)
             log = run_dir.parent / f"{run_dir.name}.log"
             with open(log, "w") as handle:
-                running.append((subprocess.Popen(command, env=env, stdout=handle,
-                                                 stderr=subprocess.STDOUT), log))
-        failed = [str(log) for process, log in running if process.wait() != 0]
-        if failed:
-            raise TrainingError(f"compare: training failed, see {', '.join(failed)}")
+                running.append(((label, seed), subprocess.Popen(
+                    command, env=env, stdout=handle, stderr=subprocess.STDOUT), log))
+        for arm, process, log in running:
+            if process.wait() != 0:
+                failed[arm] = f"training failed, see {log}"
+    return failed
 
 
 def _sampling_rate(model: Walkback, num: int, device: torch.device,
@@ -337,9 +343,11 @@ def _table_rows(arms: list[dict[str, Any]], toy: bool) -> list[str]:
     rows = ["| preset | seeds | " + " | ".join(name for name, _ in columns) + " |",
             "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
     for preset in presets:
-        mine = [a for a in arms if a["preset"] == preset]
+        mine = [a for a in arms if a["preset"] == preset and "failed" not in a]
+        lost = sum(a["preset"] == preset and "failed" in a for a in arms)
         cells = [_spread([_number(get, a) for a in mine]) for _, get in columns]
-        rows.append(f"| {preset} | {len(mine)} | " + " | ".join(cells) + " |")
+        seeds = f"{len(mine)}" + (f" ({lost} failed)" if lost else "")
+        rows.append(f"| {preset} | {seeds} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -367,11 +375,21 @@ def compare(options: CompareOptions) -> dict[str, Any]:
         raise ValueError(f"compare: the presets use different data sets "
                          f"({', '.join(sorted(names))})")
     out = Path(options.out_dir)
+    failed: dict[tuple[str, int], str] = {}
     if options.jobs > 1:  # train every arm first, then score them all
-        _train_arms_in_processes([(p, s, out / p / f"seed{s}") for p, s in configs], options)
-    for (preset, seed), config in configs.items():
-        _train_arm(config, out / preset / f"seed{seed}", options.progress)
-    arms = [_scored_arm(p, s, out / p / f"seed{s}", c, options) for (p, s), c in configs.items()]
+        failed = _train_arms_in_processes([(p, s, out / p / f"seed{s}") for p, s in configs],
+                                          options)
+    arms = []
+    for (preset, seed), config in configs.items():  # each arm scored once trained: a stopped
+        run_dir = out / preset / f"seed{seed}"       # comparison keeps what it has scored
+        if (preset, seed) not in failed:
+            try:
+                _train_arm(config, run_dir, options.progress)
+            except TrainingError as error:  # diverged: the other arms still train and score
+                failed[(preset, seed)] = str(error)
+        arms.append({"preset": preset, "seed": seed, "run_dir": str(run_dir),
+                     "failed": failed[(preset, seed)]} if (preset, seed) in failed else
+                    _scored_arm(preset, seed, run_dir, config, options))
     data_name = names.pop()
     key, label = _metric_of(data_name)
     device = resolve_device(options.device, setting="--device")
@@ -398,6 +416,10 @@ def compare(options: CompareOptions) -> dict[str, Any]:
                  y_label=label, title=title)
     atomic_write_text(out / "compare.md", "\n".join(table) + "\n")
     atomic_write_text(out / "compare.json", json.dumps(result, indent=2, allow_nan=False))
+    if failed:
+        (preset, seed), why = next(iter(failed.items()))
+        raise TrainingError(f"compare: {len(failed)} of {len(configs)} arms failed (first: "
+                            f"{preset} seed {seed}: {why}); the others are in {out / 'compare.md'}")
     return result
 
 
@@ -405,6 +427,7 @@ def _curves(arms: list[dict[str, Any]], key: str) -> dict[str, list[list[tuple[f
     """Per preset, one ``(minutes, value)`` curve per seed."""
     curves: dict[str, list[list[tuple[float, float]]]] = {}
     for arm in arms:
-        points = [(c["minutes"], float(c[key])) for c in arm["curve"] if c.get(key) is not None]
+        points = [(c["minutes"], float(c[key])) for c in arm.get("curve", [])
+                  if c.get(key) is not None]
         curves.setdefault(arm["preset"], []).append(points)
     return curves
