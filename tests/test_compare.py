@@ -156,26 +156,30 @@ def test_the_sampling_rate_is_timed_after_a_warm_up_at_the_same_shape() -> None:
 def test_an_arm_that_fails_is_reported_and_the_others_are_scored(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """A diverged arm (training raises ``TrainingError``) is marked failed in the table and the
-    JSON, the arm after it still trains and is scored, and the command exits non-zero."""
+    JSON, the arm after it still trains and is scored, and the command exits non-zero. Each arm
+    on the clock trains one untimed minibatch first, in a scratch folder that is deleted."""
     import walkback.compare as compare_module
     from walkback.errors import TrainingError
 
-    real_train = compare_module.train
+    real_train, calls = compare_module.train, []
 
     def train(config, run_dir, **kwargs):
-        if "mog-diffusion" in str(run_dir):
+        calls.append((Path(run_dir).name, config.train.steps, config.train.time_limit_s))
+        if "mog-diffusion" in str(run_dir) and config.train.steps > 1:
             raise TrainingError("non-finite loss (nan) at minibatch 3; stopping, nothing saved")
         return real_train(config, run_dir, **kwargs)
 
     monkeypatch.setattr(compare_module, "train", train)
     out = tmp_path / "failing"
-    assert main(["compare", "--presets", "mog-diffusion,mog", "--steps", "5", "--out-dir",
+    assert main(["compare", "--presets", "mog-diffusion,mog", "--minutes", "0.02", "--out-dir",
                  str(out), "--device", "cpu", "--num-samples", "200", "--set", "mlp.hidden=32",
                  "--no-progress"]) == 1
     assert "1 of 2 arms failed (first: mog-diffusion seed 0: non-finite" in capsys.readouterr().err
+    assert calls == [("seed0.warm-up", 1, 0.0), ("seed0", 10**9, 1.2)] * 2
+    assert sorted(p.name for p in (out / "mog").iterdir()) == ["seed0"]
     result = json.loads((out / "compare.json").read_text())
     failed, scored = result["arms"]
     assert failed["preset"] == "mog-diffusion" and "non-finite" in failed["failed"]
-    assert scored["preset"] == "mog" and scored["train_steps"] == 5 and "failed" not in scored
+    assert scored["preset"] == "mog" and scored["train_steps"] > 1 and "failed" not in scored
     table = (out / "compare.md").read_text()
     assert "| mog-diffusion | 0 (1 failed) | n/a |" in table and "| mog | 1 |" in table
