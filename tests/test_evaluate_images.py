@@ -502,10 +502,13 @@ def test_compare_on_images_scores_fid_kid_bound_and_chains_of_every_arm(
         assert math.isfinite(arm["fid"]) and math.isfinite(arm["kid"])
         assert math.isfinite(arm["bits_per_dim"])
         assert set(arm["chain_fid"]) == {"E=0", "E=K", "E=10K"}  # the table's columns (K = 3)
+        assert math.isfinite(arm["classifier_fid"]) and arm["classifier_fid"] >= 0
+        assert 0 <= arm["outside_fraction"] <= 1
         assert [c["minutes"] for c in arm["curve"]] == [0.02, 0.04]
         assert all(math.isfinite(c["fid"]) for c in arm["curve"])
     table = (out / "compare.md").read_text()
     assert "| mnist-diffusion | 1 |" in table
+    assert "| classifier FID | smallest class | outside [-1, 1] |" in table
     assert table.count("n/a") == 0, table  # every chain column filled, FID E=K and E=10K too
 
 

@@ -269,8 +269,10 @@ def _arm_result(preset: str, seed: int, run_dir: Path, config: Config,
         final = evaluate(run_dir, options=_image_options(
             options, "fid,kid,bound,chain" + (",classes" if mnist else "")))
         arm["fid"], arm["kid"] = final["fid"]["value"], final["kid"]["mean"]
-        if mnist:
+        arm["outside_fraction"] = final["samples"]["outside_fraction"]  # before the clip
+        if mnist:  # the classifier's features judge digit shapes, not Inception's texture
             arm["smallest_class"] = min(final["classes"]["fractions"])
+            arm["classifier_fid"] = final["classes"]["classifier_fid"]
         arm["bits_per_dim"] = final["bound"]["estimates"][-1]["bits_per_dim"]
         arm["chain_fid"] = {_chain_label(s["E"], arm["K"]): s.get("fid")
                             for s in final["chain"]["snapshots"]}
@@ -351,9 +353,11 @@ def _table_rows(arms: list[dict[str, Any]], toy: bool) -> list[str]:
                    ("nearest ratio E=10K", chain("E=10K", "nearest_distance_ratio")),
                    ("bound (nats/point)", lambda a: a["bound_nats"])]
     else:
+        mnist = any("smallest_class" in a for a in arms)
         columns = [("FID", lambda a: a["fid"]), ("KID", lambda a: a["kid"]),
-                   *([("smallest class", lambda a: a["smallest_class"])]
-                     if any("smallest_class" in a for a in arms) else []),
+                   *([("classifier FID", lambda a: a["classifier_fid"]),
+                      ("smallest class", lambda a: a["smallest_class"])] if mnist else []),
+                   ("outside [-1, 1]", lambda a: a["outside_fraction"]),
                    ("bits/dim", lambda a: a["bits_per_dim"]),
                    *[(f"FID {e}", lambda a, e=e: a["chain_fid"].get(e))
                      for e in ("E=0", "E=K", "E=10K")]]
