@@ -2,7 +2,8 @@
 # MNIST at equal GPU minutes (docs/RESULTS.md, "Baselines"): VW (mnist-tuned and the previous
 # preset mnist), the 2017 architecture (mnist-paper), the DDPM (mnist-diffusion) and the
 # fixed-diffusion arm (mnist-fixed), 5 minutes each, 3 seeds (75 GPU minutes of training),
-# models saved after 1-4 minutes; 5,000 samples per FID, the bound on 1,000 test images. With JOBS > 1 the arms train JOBS at a time, one per GPU (a machine of JOBS GPUs).
+# models saved after 1-4 minutes; 5,000 samples per FID, the bound on 1,000 test images.
+# With JOBS > 1 the arms train JOBS at a time, one per GPU (a machine of JOBS GPUs).
 # Usage: bash experiments/gpu/compare_mnist.sh OUT_DIR DATA_ROOT FID_WEIGHTS [JOBS]
 # With COPY_BACK=DIR (e.g. $OUT) OUT_DIR is then copied into DIR, files over 15 MiB in pieces
 # (copy_back.sh says how to join them).
