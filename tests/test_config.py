@@ -230,8 +230,9 @@ def test_max_file_mb_is_gone() -> None:
 # ``model`` (and since): a preset whose network changes shows here.
 PRESET_PARAMETERS = {
     "celeba32": 6611334, "celeba32-diffusion": 6611334, "celeba32-fixed": 6611334,
-    "celeba64": 9255686, "checkerboard": 33924, "cifar10": 6611334, "cifar10-diffusion": 6611334,
-    "cifar10-fixed": 6611334, "cifar10-paper": 32485894, "circle": 33924, "mnist": 6607874,
+    "celeba32-tuned": 6611334, "celeba64": 9255686, "checkerboard": 33924, "cifar10": 6611334,
+    "cifar10-diffusion": 6611334, "cifar10-fixed": 6611334, "cifar10-paper": 32485894,
+    "cifar10-tuned": 6611334, "circle": 33924, "mnist": 6607874,
     "mnist-diffusion": 6607874, "mnist-fixed": 6607874, "mnist-paper": 5707568,
     "mnist-rate": 1083680, "mnist-rate-sym": 1083680, "mnist-tuned": 6607874, "mog": 33924,
     "mog-diffusion": 46596, "mog-fixed": 46596, "mog-rate": 4488, "mog-rate-sym": 4488,
@@ -289,15 +290,17 @@ def test_an_old_rate_run_gets_its_leak_and_the_default_alpha() -> None:
     assert mlp.model.alpha == 0.3 and mlp.rate.leak == RateConfig.leak and mlp.mlp.hidden == 16
 
 
-def test_mnist_tuned_is_the_measured_variant() -> None:
+@pytest.mark.parametrize("base", ["mnist", "cifar10", "celeba32"])
+def test_the_tuned_image_presets_are_the_measured_variant(base: str) -> None:
     """``mnist-tuned`` is ``mnist`` with the four keys of the ``tuned`` arm of
-    experiments/gpu/mnist_tuned.sh and nothing else: the measured arm is the preset. Its heating
-    has 6 steps at T = 1 (n1 = 5 and T_0) and tops out at 1.3^24, about 545."""
-    tuned = get_preset("mnist-tuned")
-    arm = apply_overrides(get_preset("mnist"), [
+    experiments/gpu/mnist_tuned.sh and nothing else: the measured arm is the preset; the CIFAR-10
+    and CelebA ones change their presets by the same four keys. Each heating has 6 steps at
+    T = 1 (n1 = 5 and T_0) and tops out at 1.3^24, about 545."""
+    tuned = get_preset(f"{base}-tuned")
+    arm = apply_overrides(get_preset(base), [
         "schedule.factor=1.3", "schedule.n1=5", "model.min_var_at_1=1e-4",
         "train.temperature_jitter=true"])
-    arm.preset = "mnist-tuned"
+    arm.preset = f"{base}-tuned"
     assert config_to_dict(tuned) == config_to_dict(arm)
     s = tuned.schedule
     temps = heating_temperatures(s.num_steps, t0=s.t0, factor=s.factor, n1=s.n1)
