@@ -205,11 +205,13 @@ class Walkback(nn.Module):
         data ``x`` heated ``step`` steps, or without ``x`` the saved start prior of that step
         (``fit_start_prior``). Its cooling runs ``T_step .. T_1``, so a chain takes ``step``
         annealing steps instead of ``K``, and the saved steps can go to ``T = 1``. Without ``x``,
-        ``step`` 0 or ``K`` is this model itself (the prior learned in training); with ``x``,
+        ``step`` 0 is this model itself (the prior learned in training), and so is ``K`` unless
+        a prior of step ``K`` is saved: the top prior refit to this operator's own heating end
+        points (``sample.start_step = K``, ``walkback fit-prior --start-step K``). With ``x``,
         ``step = K`` refits the prior from ``x``. The result is for sampling and evaluation.
         """
         k = len(self.active_temperatures)
-        if x is None and step in (0, k):
+        if x is None and (step == 0 or (step == k and self.start_step != k)):
             return self
         if not 1 <= step <= k:
             raise ConfigError(f"start step {step}: must be in 1..K = {k}")

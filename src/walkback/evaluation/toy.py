@@ -259,7 +259,10 @@ def evaluate_toy_run(run_dir: str | Path, options) -> dict:
         figures.update(_chain_figures(data, run, result["chain"]["curve"], fig_dir, base))
     x = data.heldout[:MAX_BOUND_POINTS].to(dev)
     if "bound" in metrics:
-        result["bound"] = _bound_section(model.bound_model(), data.name, x, m, seed + 1)
+        # the bound of the chain that samples: with a saved top prior (start step K), its prior
+        whole = len(sampler.active_temperatures) == len(model.active_temperatures)
+        result["bound"] = _bound_section((sampler if whole else model).bound_model(), data.name,
+                                         x, m, seed + 1)
     figures.update(_model_figures(model, data, run_dir, fig_dir, base, x, seed + 3))
     result["figures"] = {name: ({"path": None, **p} if "skipped" in p else
                                 {"path": f"figures/{name}.png", "protocol": p})
