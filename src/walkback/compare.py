@@ -16,11 +16,11 @@ images/s and transitions/s) and from timing ``model.sample`` (network evaluation
 
 On the clock, each arm trains one untimed minibatch first (a scratch run, deleted), so that device
 start-up and autotuning are not inside the first arm's minutes only. Each arm is scored as soon
-as it is trained (with ``jobs`` > 1, once every arm is trained), and
-its scores are kept in its run folder (``compare_arm.json``): a comparison that was stopped (a time
-limit, a kill) continues where it stopped when the same command runs again. An arm whose training
-fails (a non-finite loss) is marked failed in the table and JSON; the others still train and are
-scored, and the command then exits non-zero.
+as it is trained (with ``jobs`` > 1, once every arm is trained), and its scores are kept in its
+run folder (``compare_arm.json``): a comparison that was stopped (a time limit, a kill) continues
+where it stopped when the same command runs again. An arm whose training fails (a non-finite
+loss) is marked failed in the table and JSON; the others still train and are scored, and the
+command then exits non-zero.
 
 Written to ``out_dir``: ``compare.json`` (everything, per arm and seed), ``compare.md`` (the
 table: mean and spread over seeds per preset) and ``compare.png`` (the sample metric against
