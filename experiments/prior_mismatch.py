@@ -1,4 +1,4 @@
-"""Does the diagonal prior limit a trained image model's samples? (docs/RESULTS.md, "The prior
+"""Does the diagonal prior limit a trained MNIST model's samples? (docs/RESULTS.md, "The prior
 at a low heating top")
 
 The cooling chain starts from ``p*(s_K)``, a diagonal Gaussian fitted to the heating end points.

@@ -413,9 +413,11 @@ def compare(options: CompareOptions) -> dict[str, Any]:
                 _train_arm(config, run_dir, options)
             except TrainingError as error:  # diverged: the other arms still train and score
                 failed[(preset, seed)] = str(error)
-        arms.append({"preset": preset, "seed": seed, "run_dir": str(run_dir),
-                     "failed": failed[(preset, seed)]} if (preset, seed) in failed else
-                    _scored_arm(preset, seed, run_dir, config, options))
+        if (preset, seed) in failed:
+            arms.append({"preset": preset, "seed": seed, "run_dir": str(run_dir),
+                         "failed": failed[(preset, seed)]})
+        else:
+            arms.append(_scored_arm(preset, seed, run_dir, config, options))
     data_name = names.pop()
     key, label = _metric_of(data_name)
     device = resolve_device(options.device, setting="--device")
