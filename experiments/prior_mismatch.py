@@ -9,7 +9,8 @@ heating (draws of the true ``s_K`` marginal) and cools ``N`` chains from each of
              the training operator's end points, while the saved operator is the weights' EMA);
   refit:     a diagonal Gaussian with the end points' own mean and variance;
   low-rank:  a Gaussian with the end points' mean and covariance (top ``R`` principal directions
-             plus the diagonal rest);
+             plus the diagonal rest: ``LowRankGaussianPrior``, what ``walkback fit-prior
+             --start-step K --rank R`` saves);
   heated:    the end points themselves (what a perfect prior would give).
 It reports the end points' covariance spectrum, the KL divergence from the low-rank-plus-diagonal
 Gaussian to its diagonal (nats, and bits per dimension) and, for each arm's ``samples``, the
@@ -49,30 +50,12 @@ class _Fixed:
         return self.states.clone()
 
 
-class _LowRank:
-    """``N(mean, V diag(lam) V^T + diag(rest))`` fitted to ``points`` ``(N, *shape)``."""
-
-    def __init__(self, points: torch.Tensor, rank: int) -> None:
-        self.shape = points.shape[1:]
-        flat = points.flatten(1).double()
-        self.mean = flat.mean(0)
-        centred = (flat - self.mean) / math.sqrt(len(flat))
-        _, s, vt = torch.linalg.svd(centred, full_matrices=False)
-        self.basis, self.lam = vt[:rank], s[:rank].square()
-        var = centred.square().sum(0)
-        self.rest = (var - (self.basis.square() * self.lam[:, None]).sum(0)).clamp(min=1e-6)
-        self.var, self.spectrum = var, s.square()
-
-    def sample(self, num: int, *, generator=None) -> torch.Tensor:
-        z = torch.randn(num, len(self.lam), generator=generator, dtype=torch.float64)
-        e = torch.randn(num, len(self.mean), generator=generator, dtype=torch.float64)
-        flat = self.mean + (z * self.lam.sqrt()) @ self.basis + e * self.rest.sqrt()
-        return flat.float().reshape(num, *self.shape)
-
-    def kl_to_diagonal(self) -> float:
-        """``KL(N(m, C) || N(m, diag C))`` in nats, ``C`` the low-rank-plus-diagonal covariance."""
-        cov = self.basis.T @ (self.lam[:, None] * self.basis) + torch.diag(self.rest)
-        return 0.5 * float(torch.log(torch.diagonal(cov)).sum() - torch.logdet(cov))
+def _kl_to_diagonal(prior: walkback.LowRankGaussianPrior) -> float:
+    """``KL(N(m, C) || N(m, diag C))`` in nats, ``C`` the prior's low-rank-plus-diagonal
+    covariance."""
+    factor = prior.factor.double()
+    cov = torch.diag(prior.var.flatten().double()) + factor.T @ factor
+    return 0.5 * float(torch.log(torch.diagonal(cov)).sum() - torch.logdet(cov))
 
 
 def main() -> None:
@@ -99,17 +82,19 @@ def main() -> None:
         ends = walk_away(model.heating_path(temps), held,
                          generator=torch.Generator().manual_seed(1)).states[-1].float()
     print(f"heated {len(held)} held-out images in {time.perf_counter() - clock:.0f} s", flush=True)
-    fit = _LowRank(ends, args.rank)
+    fit = walkback.LowRankGaussianPrior(ends.shape[1:], args.rank).fit(ends)
+    flat = ends.flatten(1).double()
+    spectrum = torch.linalg.eigvalsh(torch.cov(flat.T, correction=0)).flip(0)
     dim = ends[0].numel()
-    kl = fit.kl_to_diagonal()
+    kl = _kl_to_diagonal(fit)
     report: dict = {
         "run_dir": args.run_dir, "num": len(held), "rank": args.rank, "K": len(temps),
         "top_temperature": float(temps[-1]),
         "saved_prior_var_mean": float(model.prior.var.mean()),
-        "ends_var_mean": float(fit.var.mean()),
-        "ends_top_eigenvalues": [round(float(v), 3) for v in fit.spectrum[:10]],
-        "ends_median_eigenvalue": float(fit.spectrum[: len(held) - 1].median()),
-        "variance_in_top_rank": float(fit.lam.sum() / fit.var.sum()),
+        "ends_var_mean": float(flat.var(0, unbiased=False).mean()),
+        "ends_top_eigenvalues": [round(float(v), 3) for v in spectrum[:10]],
+        "ends_median_eigenvalue": float(spectrum[: len(held) - 1].median()),
+        "variance_in_top_rank": float(spectrum[: args.rank].sum() / spectrum.sum()),
         "kl_lowrank_to_diagonal_nats": kl,
         "kl_bits_per_dim": kl / (dim * math.log(2)),
         "arms": {},

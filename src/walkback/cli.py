@@ -153,13 +153,15 @@ def _fit_prior(args: argparse.Namespace) -> int:
                           f"{model.start_step}; pass --overwrite to replace it")
     root = [f"data.root={args.data_root}"] if args.data_root is not None else []
     train_x = load_data(apply_overrides(config, root)).train
+    rank = config.sample.start_rank if args.rank is None else args.rank
     with torch.no_grad():
         model.fit_start_prior(args.start_step, train_x, seed=args.seed,
-                              batch_size=config.sample.batch_size)
+                              batch_size=config.sample.batch_size, rank=rank)
     model.save_start_prior(folder)
     points = min(len(train_x), START_FIT_POINTS)
-    print(f"fitted the prior of start step {args.start_step} to {points} heated training points; "
-          f"wrote {folder / START_PRIOR_FILE}")
+    shape = f"diagonal plus rank {rank}" if rank else "diagonal"
+    print(f"fitted the prior of start step {args.start_step} ({shape}) to {points} heated "
+          f"training points; wrote {folder / START_PRIOR_FILE}")
     return 0
 
 
@@ -398,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the heating step the chains will start from")
     p.add_argument("--data-root", metavar="DIR", help="the training data (default: the run's "
                    "data.root)")
+    p.add_argument("--rank", type=_count(0), metavar="R", help="principal directions of the "
+                   "heated points' covariance added to the diagonal (default: the run's "
+                   "sample.start_rank)")
     p.add_argument("--seed", type=int, default=0, help="the fit's heating noise: seed + 5")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--overwrite", action="store_true", help="replace a saved start prior")

@@ -176,6 +176,8 @@ class SampleConfig:
     num_paths: int = 16  # M for the importance-weighted bound
     start_step: int = 0  # > 0: start the chains at this heating step from a prior fitted to the
     # heated training data at the end of training and saved with the model (0: from the top, K)
+    start_rank: int = 0  # > 0: that prior adds this many principal directions of the heated
+    # points' covariance to its diagonal (docs/method.md, "The top prior refit to the saved operator")
 
 
 @dataclass
@@ -285,6 +287,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "sample.batch_size": AT_LEAST_1,
     "sample.num_paths": AT_LEAST_1,
     "sample.start_step": AT_LEAST_0,
+    "sample.start_rank": AT_LEAST_0,
     "diffusion.levels": AT_LEAST_1,
     "diffusion.beta_start": (0, 1, False, False),
     "diffusion.beta_end": (0, 1, False, False),
@@ -485,6 +488,9 @@ def validate(config: Config) -> Config:
     if not 0 <= flat["sample.start_step"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key sample.start_step: must be in [0, schedule.num_steps]")
     save_minutes(flat["train.save_minutes"])
+    if flat["sample.start_rank"] and not flat["sample.start_step"]:
+        raise ConfigError("config key sample.start_rank: shapes the prior fitted for "
+                          "sample.start_step, which is 0 (set it, e.g. to schedule.num_steps)")
     if flat["sample.start_step"] and flat["train.heating"] != "model":
         raise ConfigError("config key sample.start_step: needs train.heating=model (the fixed "
                           "diffusion's rates depend on K)")

@@ -23,7 +23,7 @@ from .data.toy import TOY_DATASETS
 from .diffusion import DiffusionOperator, grid_betas, sampling_levels, vp_alphas_bar
 from .errors import CheckpointError, ConfigError
 from .models import Conv2017Backbone, MLPBackbone, RateNetworkBackbone, UNetBackbone
-from .prior import GaussianPrior
+from .prior import GaussianPrior, LowRankGaussianPrior
 from .sampler import SampleResult, anneal
 from .schedule import fixed_diffusion_betas, heating_temperatures
 from .trajectory import FixedDiffusionHeating, HeatingPath, OperatorHeating, walk_away
@@ -197,12 +197,14 @@ class Walkback(nn.Module):
     @torch.no_grad()
     def start_at(
         self, step: int, x: torch.Tensor | None = None, *, batch_size: int = 1000,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, rank: int = 0,
     ) -> Walkback:
         """A model whose chains start part-way up the heating, at step ``step`` (``1..K``).
 
-        The result shares this model's operator. Its prior is a diagonal Gaussian fit to the
-        data ``x`` heated ``step`` steps, or without ``x`` the saved start prior of that step
+        The result shares this model's operator. Its prior is a Gaussian fit to the data ``x``
+        heated ``step`` steps (diagonal, or with ``rank`` > 0 principal directions of the heated
+        points' covariance besides: ``LowRankGaussianPrior``), or without ``x`` the saved start
+        prior of that step
         (``fit_start_prior``). Its cooling runs ``T_step .. T_1``, so a chain takes ``step``
         annealing steps instead of ``K``, and the saved steps can go to ``T = 1``. Without ``x``,
         ``step`` 0 is this model itself (the prior learned in training), and so is ``K`` unless
@@ -232,7 +234,10 @@ class Walkback(nn.Module):
         ends = [walk_away(heating, self.lift(b, generator=generator), generator=generator).states[-1]
                 for b in x.split(batch_size)]
         device = self.prior.mean.device
-        prior = GaussianPrior(self.prior.data_shape, min_var=self.prior.min_var).to(device)
+        if rank > self.prior.mean.numel():
+            raise ConfigError(f"start prior rank {rank}: at most the state's size "
+                              f"{self.prior.mean.numel()}")
+        prior = _start_prior(self.prior.data_shape, rank, self.prior.min_var).to(device)
         prior.fit(torch.cat(ends).float())
         return Walkback(self.operator, prior, temps, heating=self.heating,
                         hidden_dim=self.hidden_dim, relax_steps=self.relax_steps).to(device)
@@ -250,10 +255,10 @@ class Walkback(nn.Module):
         return Walkback(full, self.prior, levels, heating="vp").to(self.prior.mean.device)
 
     def fit_start_prior(self, step: int, train: torch.Tensor, *, seed: int,
-                        batch_size: int = 1000) -> None:
+                        batch_size: int = 1000, rank: int = 0) -> None:
         """Fit and keep the prior of a part-way start at heating step ``step``: ``start_part_way``
         on ``train`` (model space); ``save_pretrained`` then writes it beside the weights."""
-        started = start_part_way(self, train, step, seed=seed, batch_size=batch_size)
+        started = start_part_way(self, train, step, seed=seed, batch_size=batch_size, rank=rank)
         self._start = (step, started.prior)
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -270,11 +275,12 @@ class Walkback(nn.Module):
             self.save_start_prior(directory)
 
     def save_start_prior(self, directory: str | Path) -> None:
-        """Write the start prior (``start_prior.safetensors``: its mean, variance and step)."""
+        """Write the start prior (``start_prior.safetensors``: its mean, variance and step, and
+        the factor of a low-rank prior)."""
         assert self.start_prior is not None
-        tensors = {"mean": self.start_prior.mean.detach().cpu().contiguous(),
-                   "var": self.start_prior.var.detach().cpu().contiguous(),
-                   "start_step": torch.tensor([self.start_step])}
+        tensors = {name: buffer.detach().cpu().contiguous()
+                   for name, buffer in self.start_prior.named_buffers()}
+        tensors["start_step"] = torch.tensor([self.start_step])
         payload = save_bytes(tensors)
         atomic_write_bytes(Path(directory) / START_PRIOR_FILE, payload)
 
@@ -283,13 +289,15 @@ class Walkback(nn.Module):
             tensors = load_bytes(path.read_bytes())
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path}: unreadable start prior ({exc})") from None
-        prior = GaussianPrior(self.prior.data_shape, min_var=self.prior.min_var)
         shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-        want = tuple(prior.data_shape)
-        if set(shapes) != {"mean", "var", "start_step"} or not shapes["mean"] == shapes["var"] == want:
+        want, dim = tuple(self.prior.data_shape), self.prior.mean.numel()
+        factor = shapes.get("factor", ())
+        rank = factor[0] if len(factor) == 2 and factor[1] == dim else 0
+        prior = _start_prior(want, rank, self.prior.min_var)
+        if (set(shapes) != {"start_step", *(name for name, _ in prior.named_buffers())}
+                or not shapes["mean"] == shapes["var"] == want):
             raise CheckpointError(f"{path}: not a start prior of this model's shape {want}")
-        prior.mean.copy_(tensors["mean"])
-        prior.var.copy_(tensors["var"])
+        prior.load_state_dict({k: v for k, v in tensors.items() if k != "start_step"})
         step = int(tensors["start_step"].flatten()[0])
         if not 1 <= step <= len(self.active_temperatures):
             raise CheckpointError(f"{path}: start step {step} outside 1..K")
@@ -396,14 +404,21 @@ def load(path: str | Path, *, device: str = "cpu") -> Walkback:
 
 
 def start_part_way(model: Walkback, train: torch.Tensor, step: int, *, seed: int,
-                   batch_size: int) -> Walkback:
-    """``model.start_at(step, ...)`` with the prior fit to the first ``START_FIT_POINTS`` of
-    ``train`` (model space), heated on the model's device with a generator seeded
-    ``seed + START_FIT_SEED_OFFSET``: what training's end, ``fit-prior`` and ``evaluate``
-    ``--start-step`` share."""
+                   batch_size: int, rank: int = 0) -> Walkback:
+    """``model.start_at(step, ...)`` with the prior (of ``rank``) fit to the first
+    ``START_FIT_POINTS`` of ``train`` (model space), heated on the model's device with a
+    generator seeded ``seed + START_FIT_SEED_OFFSET``: what training's end, ``fit-prior`` and
+    ``evaluate --start-step`` share."""
     x = train[:START_FIT_POINTS].to(model.prior.mean.device)
     generator = torch.Generator(x.device).manual_seed(seed + START_FIT_SEED_OFFSET)
-    return model.start_at(step, x, batch_size=batch_size, generator=generator)
+    return model.start_at(step, x, batch_size=batch_size, generator=generator, rank=rank)
+
+
+def _start_prior(shape: tuple[int, ...], rank: int, min_var: float) -> GaussianPrior:
+    """An unfitted start prior: diagonal (``rank`` 0) or with ``rank`` principal directions."""
+    if rank:
+        return LowRankGaussianPrior(shape, rank, min_var=min_var)
+    return GaussianPrior(shape, min_var=min_var)
 
 
 def num_parameters(model: nn.Module) -> int:

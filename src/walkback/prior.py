@@ -1,7 +1,9 @@
 """The broad Gaussian ``p*(s_K)`` that starts the cooling chain (docs/method.md).
 
-Diagonal Gaussian, initialised at the data's mean and variance and moved toward the moments of
-the heating end points ``s_K`` as training sees them (an exponential moving average).
+Training keeps a diagonal Gaussian, initialised at the data's mean and variance and moved toward
+the moments of the heating end points ``s_K`` as training sees them (an exponential moving
+average). A prior refit to heated points once training is done (``Walkback.start_at``) may be
+diagonal or add ``R`` principal directions of their covariance (``LowRankGaussianPrior``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from torch import nn
 from .streams import Generator, randn
 from .transition import gaussian_log_prob
 
-__all__ = ["GaussianPrior"]
+__all__ = ["GaussianPrior", "LowRankGaussianPrior"]
 
 
 class GaussianPrior(nn.Module):
@@ -60,3 +62,59 @@ class GaussianPrior(nn.Module):
         eps = randn((num, *self.data_shape), generator=generator, device=self.mean.device,
                     dtype=self.mean.dtype)
         return self.mean + self.var.sqrt() * eps
+
+
+class LowRankGaussianPrior(GaussianPrior):
+    """``p*(s) = N(s; mean, diag(var) + F^T F)``: a diagonal Gaussian plus ``rank`` principal
+    directions, the rows of ``factor`` ``(rank, D)`` (``D`` the state's size). Fitted to points
+    (``fit``), not averaged during training: the diagonal keeps only per-unit variances, while
+    heated images keep part of their pixels' correlations (docs/method.md, "The top prior refit
+    to the saved operator")."""
+
+    factor: torch.Tensor
+
+    def __init__(self, data_shape: tuple[int, ...], rank: int, *, min_var: float = 1e-6) -> None:
+        super().__init__(data_shape, min_var=min_var)
+        if rank < 1:
+            raise ValueError(f"rank {rank}: must be at least 1 (rank 0 is GaussianPrior)")
+        self.register_buffer("factor", torch.zeros(rank, self.mean.numel()))
+
+    @property
+    def rank(self) -> int:
+        return len(self.factor)
+
+    @torch.no_grad()
+    def fit(self, points: torch.Tensor) -> LowRankGaussianPrior:
+        """The points' mean; ``factor`` the top ``rank`` eigenvectors of their covariance ``C``
+        scaled by the square roots of the eigenvalues; ``var`` what ``F^T F`` leaves of C's
+        diagonal (at least ``min_var``). With ``rank = D`` the covariance is ``C`` itself (plus
+        ``min_var`` on the diagonal where C's eigenvalues are used up)."""
+        flat = points.flatten(1).double()
+        centred = flat - flat.mean(0)
+        cov = centred.T @ centred / len(flat)
+        eigenvalues, vectors = torch.linalg.eigh(cov)  # ascending
+        top = eigenvalues[-self.rank:].clamp(min=0).flip(0)
+        factor = top.sqrt()[:, None] * vectors[:, -self.rank:].flip(1).T
+        rest = torch.diagonal(cov) - factor.square().sum(0)
+        self.mean.copy_(flat.mean(0).reshape(self.data_shape))
+        self.factor.copy_(factor)
+        self.var.copy_(rest.reshape(self.data_shape).clamp(min=self.min_var))
+        return self
+
+    def update(self, points: torch.Tensor, momentum: float,
+               reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        raise TypeError("a low-rank prior is fitted to points (fit), not averaged in training")
+
+    def log_prob(self, s: torch.Tensor) -> torch.Tensor:
+        """``log p*(s)`` per example, shape ``(B,)`` (Woodbury and the matrix determinant
+        lemma, ``torch.distributions.LowRankMultivariateNormal``)."""
+        dist = torch.distributions.LowRankMultivariateNormal(
+            self.mean.flatten(), self.factor.T, self.var.flatten(), validate_args=False)
+        return dist.log_prob(s.flatten(1).to(self.mean.dtype))
+
+    def sample(self, num: int, *, generator: Generator = None) -> torch.Tensor:
+        """``mean + sqrt(var) eps + F^T z`` with ``eps`` and ``z`` standard normal."""
+        diagonal = super().sample(num, generator=generator)
+        z = randn((num, self.rank), generator=generator, device=self.mean.device,
+                  dtype=self.mean.dtype)
+        return diagonal + (z @ self.factor).reshape(num, *self.data_shape)

@@ -237,11 +237,13 @@ def _start_part_way(model: Walkback, data: ImageData, options: EvalOptions,
         return model.start_at(step), {"start_step": step, "trained_K": trained_k,
                                       "prior": f"saved with the model ({START_PRIOR_FILE})"}
     x = to_model_space(data.split("train").images[:START_FIT_POINTS]).to(device)
+    rank = model.config.sample.start_rank if model.config is not None else 0
     with _sampling_autocast(options, device):
         model = start_part_way(model, x, step, seed=options.seed,
-                               batch_size=options.batch_size or 1000)
+                               batch_size=options.batch_size or 1000, rank=rank)
+    shape = f"Gaussian (diagonal plus rank {rank})" if rank else "diagonal Gaussian"
     return model, {"start_step": step, "trained_K": trained_k,
-                   "prior": f"diagonal Gaussian fit to {len(x)} train images heated {step} steps",
+                   "prior": f"{shape} fit to {len(x)} train images heated {step} steps",
                    "fit_seed": options.seed + START_FIT_SEED_OFFSET}
 
 
