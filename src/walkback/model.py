@@ -204,13 +204,13 @@ class Walkback(nn.Module):
         The result shares this model's operator. Its prior is a Gaussian fit to the data ``x``
         heated ``step`` steps (diagonal, or with ``rank`` > 0 principal directions of the heated
         points' covariance besides: ``LowRankGaussianPrior``), or without ``x`` the saved start
-        prior of that step
-        (``fit_start_prior``). Its cooling runs ``T_step .. T_1``, so a chain takes ``step``
-        annealing steps instead of ``K``, and the saved steps can go to ``T = 1``. Without ``x``,
-        ``step`` 0 is this model itself (the prior learned in training), and so is ``K`` unless
-        a prior of step ``K`` is saved: the top prior refit to this operator's own heating end
-        points (``sample.start_step = K``, ``walkback fit-prior --start-step K``). With ``x``,
-        ``step = K`` refits the prior from ``x``. The result is for sampling and evaluation.
+        prior of that step (``fit_start_prior``). Its cooling runs ``T_step .. T_1``, so a chain
+        takes ``step`` annealing steps instead of ``K``, and the saved steps can go to ``T = 1``.
+        Without ``x``, ``step`` 0 is this model itself (the prior learned in training), and so
+        is ``K`` unless a prior of step ``K`` is saved: the top prior refit to this operator's
+        own heating end points (``sample.start_step = K``, ``walkback fit-prior --start-step
+        K``). With ``x``, ``step = K`` refits the prior from ``x``. The result is for sampling
+        and evaluation.
         """
         k = len(self.active_temperatures)
         if x is None and (step == 0 or (step == k and self.start_step != k)):
@@ -230,13 +230,13 @@ class Walkback(nn.Module):
                                   "reads the training data once")
             return Walkback(self.operator, self.start_prior, temps, heating=self.heating,
                             hidden_dim=self.hidden_dim, relax_steps=self.relax_steps)
+        if rank > self.prior.mean.numel():
+            raise ConfigError(f"start prior rank {rank}: at most the state's size "
+                              f"{self.prior.mean.numel()}")
         heating = self.heating_path(temps)
         ends = [walk_away(heating, self.lift(b, generator=generator), generator=generator).states[-1]
                 for b in x.split(batch_size)]
         device = self.prior.mean.device
-        if rank > self.prior.mean.numel():
-            raise ConfigError(f"start prior rank {rank}: at most the state's size "
-                              f"{self.prior.mean.numel()}")
         prior = _start_prior(self.prior.data_shape, rank, self.prior.min_var).to(device)
         prior.fit(torch.cat(ends).float())
         return Walkback(self.operator, prior, temps, heating=self.heating,
