@@ -177,7 +177,7 @@ class SampleConfig:
     start_step: int = 0  # > 0: start the chains at this heating step from a prior fitted to the
     # heated training data at the end of training and saved with the model (0: from the top, K)
     start_rank: int = 0  # > 0: that prior adds this many principal directions of the heated
-    # points' covariance to its diagonal (docs/method.md, "The top prior refit to the saved operator")
+    # points' covariance to its diagonal (docs/method.md, "A start prior with principal directions")
 
 
 @dataclass

@@ -68,8 +68,8 @@ class LowRankGaussianPrior(GaussianPrior):
     """``p*(s) = N(s; mean, diag(var) + F^T F)``: a diagonal Gaussian plus ``rank`` principal
     directions, the rows of ``factor`` ``(rank, D)`` (``D`` the state's size). Fitted to points
     (``fit``), not averaged during training: the diagonal keeps only per-unit variances, while
-    heated images keep part of their pixels' correlations (docs/method.md, "The top prior refit
-    to the saved operator")."""
+    heated images keep part of their pixels' correlations (docs/method.md, "A start prior with
+    principal directions")."""
 
     factor: torch.Tensor
 
