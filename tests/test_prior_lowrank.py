@@ -19,6 +19,7 @@ from walkback.config import apply_overrides
 from walkback.errors import CheckpointError, ConfigError
 from walkback.metrics.gaussian import LinearGaussian, heating_moments
 from walkback.prior import GaussianPrior, LowRankGaussianPrior
+from walkback.sampler import anneal
 from walkback.train import train
 
 from test_prior_refit import TEMPS, _data, _model
@@ -125,7 +126,6 @@ def test_a_saved_low_rank_prior_round_trips_and_starts_the_chains(ranked_run) ->
     started = model.start_at(6)
     assert started.prior is prior
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    from walkback.sampler import anneal
     direct = anneal(model.operator, prior, model.active_temperatures, 40, generator=gen())
     assert torch.equal(model.sample(40, generator=gen()).samples, direct.samples)
     bound = walkback.evaluate(ranked_run, metrics=["bound"], num_paths=1, progress=False)

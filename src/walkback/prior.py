@@ -90,13 +90,14 @@ class LowRankGaussianPrior(GaussianPrior):
         diagonal (at least ``min_var``). With ``rank = D`` the covariance is ``C`` itself (plus
         ``min_var`` on the diagonal where C's eigenvalues are used up)."""
         flat = points.flatten(1).double()
-        centred = flat - flat.mean(0)
+        mean = flat.mean(0)
+        centred = flat - mean
         cov = centred.T @ centred / len(flat)
         eigenvalues, vectors = torch.linalg.eigh(cov)  # ascending
         top = eigenvalues[-self.rank:].clamp(min=0).flip(0)
         factor = top.sqrt()[:, None] * vectors[:, -self.rank:].flip(1).T
         rest = torch.diagonal(cov) - factor.square().sum(0)
-        self.mean.copy_(flat.mean(0).reshape(self.data_shape))
+        self.mean.copy_(mean.reshape(self.data_shape))
         self.factor.copy_(factor)
         self.var.copy_(rest.reshape(self.data_shape).clamp(min=self.min_var))
         return self
