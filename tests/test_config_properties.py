@@ -16,8 +16,8 @@ from walkback.errors import ConfigError
 
 DEFAULTS = _flatten(config_to_dict(Config()))
 # keys whose value is also checked against other keys (n1 <= num_steps, ...): left at defaults
-CROSS = {"schedule.n1", "sample.start_step", "sample.start_rank", "train.hidden_weight",
-         "rate.hidden_units", "rate.hidden_min_var", "model.cond_dim", "diffusion.beta_start",
+CROSS = {"schedule.n1", "sample.start_step", "sample.start_rank", "sample.start_components",
+         "train.hidden_weight", "rate.hidden_units", "rate.hidden_min_var", "model.cond_dim", "diffusion.beta_start",
          "diffusion.beta_end", "train.loss_steps", "train.variance_weight", "model.min_var_at_1",
          "model.denoised_clip", "train.input_noise"}
 FREE = sorted(set(RANGES) - CROSS)

@@ -9,7 +9,7 @@ from .errors import CheckpointError, ConfigError, TrainingError, WalkbackError
 from .model import Walkback, build_model, load
 from .objective import BoundResult, variational_bound, walkback_loss, walkback_step_loss
 from .presets import PRESETS, get_preset
-from .prior import GaussianPrior, LowRankGaussianPrior
+from .prior import GaussianPrior, LowRankGaussianPrior, MixturePrior
 from .sampler import ChainState, SampleResult, anneal, anneal_progressive
 from .streams import StackedRandom
 from .schedule import (
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BoundResult", "ChainState", "CheckpointError", "Config", "ConfigError",
-    "FixedDiffusionHeating", "GaussianPrior", "GaussianStep", "LowRankGaussianPrior",
+    "FixedDiffusionHeating", "GaussianPrior", "GaussianStep", "LowRankGaussianPrior", "MixturePrior",
     "OperatorHeating", "PRESETS",
     "SampleResult", "StackedRandom", "TrainingError", "Trajectory", "TransitionOperator", "Walkback",
     "WalkbackError", "anneal", "evaluate", "anneal_progressive", "build_model", "cooling_temperatures",

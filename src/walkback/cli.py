@@ -32,6 +32,7 @@ from .evaluation.samples import write_samples
 from .evaluation.toy import REPORTED, REPORTED_STATES
 from .presets import PRESETS, get_preset
 from .model import START_FIT_POINTS, START_PRIOR_FILE
+from .prior import describe_form
 from .runs import extra_temperature, load_data, load_run_config, load_run_model, resolve_device
 from .streams import StackedRandom
 from .train import train
@@ -153,15 +154,18 @@ def _fit_prior(args: argparse.Namespace) -> int:
                           f"{model.start_step}; pass --overwrite to replace it")
     root = [f"data.root={args.data_root}"] if args.data_root is not None else []
     train_x = load_data(apply_overrides(config, root)).train
-    rank = config.sample.start_rank if args.rank is None else args.rank
+    if args.rank is None and args.components is None:  # the run's own
+        rank, components = config.sample.start_rank, config.sample.start_components
+    else:
+        rank, components = args.rank or 0, args.components or 0
     with torch.no_grad():
         model.fit_start_prior(args.start_step, train_x, seed=args.seed,
-                              batch_size=config.sample.batch_size, rank=rank)
+                              batch_size=config.sample.batch_size, rank=rank,
+                              components=components)
     model.save_start_prior(folder)
     points = min(len(train_x), START_FIT_POINTS)
-    shape = f"diagonal plus rank {rank}" if rank else "diagonal"
-    print(f"fitted the prior of start step {args.start_step} ({shape}) to {points} heated "
-          f"training points; wrote {folder / START_PRIOR_FILE}")
+    print(f"fitted the prior of start step {args.start_step} ({describe_form(rank, components)})"
+          f" to {points} heated training points; wrote {folder / START_PRIOR_FILE}")
     return 0
 
 
@@ -403,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=_count(0), metavar="R", help="principal directions of the "
                    "heated points' covariance added to the diagonal (default: the run's "
                    "sample.start_rank)")
+    p.add_argument("--components", type=_count(0), metavar="C", help="a mixture of C diagonal "
+                   "Gaussians fitted by EM instead (default: the run's sample.start_components; "
+                   "either flag sets the other's default to 0)")
     p.add_argument("--seed", type=int, default=0, help="the fit's heating noise: seed + 5")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--overwrite", action="store_true", help="replace a saved start prior")

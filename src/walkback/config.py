@@ -178,6 +178,8 @@ class SampleConfig:
     # heated training data at the end of training and saved with the model (0: from the top, K)
     start_rank: int = 0  # > 0: that prior adds this many principal directions of the heated
     # points' covariance to its diagonal (docs/method.md, "A start prior with principal directions")
+    start_components: int = 0  # > 1: that prior is instead a mixture of this many diagonal
+    # Gaussians fitted by EM (docs/method.md, "A mixture start prior")
 
 
 @dataclass
@@ -288,6 +290,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "sample.num_paths": AT_LEAST_1,
     "sample.start_step": AT_LEAST_0,
     "sample.start_rank": AT_LEAST_0,
+    "sample.start_components": AT_LEAST_0,
     "diffusion.levels": AT_LEAST_1,
     "diffusion.beta_start": (0, 1, False, False),
     "diffusion.beta_end": (0, 1, False, False),
@@ -488,9 +491,13 @@ def validate(config: Config) -> Config:
     if not 0 <= flat["sample.start_step"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key sample.start_step: must be in [0, schedule.num_steps]")
     save_minutes(flat["train.save_minutes"])
-    if flat["sample.start_rank"] and not flat["sample.start_step"]:
-        raise ConfigError("config key sample.start_rank: shapes the prior fitted for "
-                          "sample.start_step, which is 0 (set it, e.g. to schedule.num_steps)")
+    for key in ("sample.start_rank", "sample.start_components"):
+        if flat[key] and not flat["sample.start_step"]:
+            raise ConfigError(f"config key {key}: shapes the prior fitted for "
+                              "sample.start_step, which is 0 (set it, e.g. to schedule.num_steps)")
+    if flat["sample.start_rank"] and flat["sample.start_components"] > 1:
+        raise ConfigError("config key sample.start_components: a mixture prior has no "
+                          "sample.start_rank (set one of them to 0)")
     if flat["sample.start_step"] and flat["train.heating"] != "model":
         raise ConfigError("config key sample.start_step: needs train.heating=model (the fixed "
                           "diffusion's rates depend on K)")

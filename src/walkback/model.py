@@ -23,7 +23,7 @@ from .data.toy import TOY_DATASETS
 from .diffusion import DiffusionOperator, grid_betas, sampling_levels, vp_alphas_bar
 from .errors import CheckpointError, ConfigError
 from .models import Conv2017Backbone, MLPBackbone, RateNetworkBackbone, UNetBackbone
-from .prior import GaussianPrior, LowRankGaussianPrior
+from .prior import GaussianPrior, LowRankGaussianPrior, MixturePrior
 from .sampler import SampleResult, anneal
 from .schedule import fixed_diffusion_betas, heating_temperatures
 from .trajectory import FixedDiffusionHeating, HeatingPath, OperatorHeating, walk_away
@@ -197,13 +197,14 @@ class Walkback(nn.Module):
     @torch.no_grad()
     def start_at(
         self, step: int, x: torch.Tensor | None = None, *, batch_size: int = 1000,
-        generator: torch.Generator | None = None, rank: int = 0,
+        generator: torch.Generator | None = None, rank: int = 0, components: int = 0,
     ) -> Walkback:
         """A model whose chains start part-way up the heating, at step ``step`` (``1..K``).
 
         The result shares this model's operator. Its prior is a Gaussian fit to the data ``x``
-        heated ``step`` steps (diagonal, or with ``rank`` > 0 principal directions of the heated
-        points' covariance besides: ``LowRankGaussianPrior``), or without ``x`` the saved start
+        heated ``step`` steps (diagonal; with ``rank`` > 0 principal directions of the heated
+        points' covariance besides, ``LowRankGaussianPrior``; or with ``components`` > 1 a
+        mixture of that many diagonal Gaussians, ``MixturePrior``), or without ``x`` the saved start
         prior of that step (``fit_start_prior``). Its cooling runs ``T_step .. T_1``, so a chain
         takes ``step`` annealing steps instead of ``K``, and the saved steps can go to ``T = 1``.
         Without ``x``, ``step`` 0 is this model itself (the prior learned in training), and so
@@ -233,12 +234,20 @@ class Walkback(nn.Module):
         if rank > self.prior.mean.numel():
             raise ConfigError(f"start prior rank {rank}: at most the state's size "
                               f"{self.prior.mean.numel()}")
+        if rank and components > 1:
+            raise ConfigError(f"start prior: rank {rank} or {components} components, not both")
+        if components > len(x):
+            raise ConfigError(f"start prior: {components} components for {len(x)} points")
         heating = self.heating_path(temps)
         ends = [walk_away(heating, self.lift(b, generator=generator), generator=generator).states[-1]
                 for b in x.split(batch_size)]
         device = self.prior.mean.device
-        prior = _start_prior(self.prior.data_shape, rank, self.prior.min_var).to(device)
-        prior.fit(torch.cat(ends).float())
+        prior = _start_prior(self.prior.data_shape, self.prior.min_var, rank=rank,
+                             components=components).to(device)
+        if isinstance(prior, MixturePrior):
+            prior.fit(torch.cat(ends).float(), generator=generator)
+        else:
+            prior.fit(torch.cat(ends).float())
         return Walkback(self.operator, prior, temps, heating=self.heating,
                         hidden_dim=self.hidden_dim, relax_steps=self.relax_steps).to(device)
 
@@ -255,10 +264,11 @@ class Walkback(nn.Module):
         return Walkback(full, self.prior, levels, heating="vp").to(self.prior.mean.device)
 
     def fit_start_prior(self, step: int, train: torch.Tensor, *, seed: int,
-                        batch_size: int = 1000, rank: int = 0) -> None:
+                        batch_size: int = 1000, rank: int = 0, components: int = 0) -> None:
         """Fit and keep the prior of a part-way start at heating step ``step``: ``start_part_way``
         on ``train`` (model space); ``save_pretrained`` then writes it beside the weights."""
-        started = start_part_way(self, train, step, seed=seed, batch_size=batch_size, rank=rank)
+        started = start_part_way(self, train, step, seed=seed, batch_size=batch_size, rank=rank,
+                                 components=components)
         self._start = (step, started.prior)
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -276,7 +286,7 @@ class Walkback(nn.Module):
 
     def save_start_prior(self, directory: str | Path) -> None:
         """Write the start prior (``start_prior.safetensors``: its mean, variance and step, and
-        the factor of a low-rank prior)."""
+        the factor of a low-rank prior, the components of a mixture)."""
         assert self.start_prior is not None
         tensors = {name: buffer.detach().cpu().contiguous()
                    for name, buffer in self.start_prior.named_buffers()}
@@ -291,11 +301,12 @@ class Walkback(nn.Module):
             raise CheckpointError(f"{path}: unreadable start prior ({exc})") from None
         shapes = {k: tuple(v.shape) for k, v in tensors.items()}
         want, dim = tuple(self.prior.data_shape), self.prior.mean.numel()
-        factor = shapes.get("factor", ())
+        factor, parts = shapes.get("factor", ()), shapes.get("component_mean", ())
         rank = factor[0] if len(factor) == 2 and factor[1] == dim else 0
-        prior = _start_prior(want, rank, self.prior.min_var)
-        if (set(shapes) != {"start_step", *(name for name, _ in prior.named_buffers())}
-                or not shapes["mean"] == shapes["var"] == want):
+        components = parts[0] if len(parts) > 1 and parts[0] > 1 else 0
+        prior = _start_prior(want, self.prior.min_var, rank=rank, components=components)
+        expected = {name: tuple(buffer.shape) for name, buffer in prior.named_buffers()}
+        if "start_step" not in shapes or {**expected, "start_step": shapes["start_step"]} != shapes:
             raise CheckpointError(f"{path}: not a start prior of this model's shape {want}")
         prior.load_state_dict({k: v for k, v in tensors.items() if k != "start_step"})
         step = int(tensors["start_step"].flatten()[0])
@@ -404,18 +415,23 @@ def load(path: str | Path, *, device: str = "cpu") -> Walkback:
 
 
 def start_part_way(model: Walkback, train: torch.Tensor, step: int, *, seed: int,
-                   batch_size: int, rank: int = 0) -> Walkback:
-    """``model.start_at(step, ...)`` with the prior (of ``rank``) fit to the first
+                   batch_size: int, rank: int = 0, components: int = 0) -> Walkback:
+    """``model.start_at(step, ...)`` with the prior (of ``rank`` or ``components``) fit to the first
     ``START_FIT_POINTS`` of ``train`` (model space), heated on the model's device with a
     generator seeded ``seed + START_FIT_SEED_OFFSET``: what training's end, ``fit-prior`` and
     ``evaluate --start-step`` share."""
     x = train[:START_FIT_POINTS].to(model.prior.mean.device)
     generator = torch.Generator(x.device).manual_seed(seed + START_FIT_SEED_OFFSET)
-    return model.start_at(step, x, batch_size=batch_size, generator=generator, rank=rank)
+    return model.start_at(step, x, batch_size=batch_size, generator=generator, rank=rank,
+                          components=components)
 
 
-def _start_prior(shape: tuple[int, ...], rank: int, min_var: float) -> GaussianPrior:
-    """An unfitted start prior: diagonal (``rank`` 0) or with ``rank`` principal directions."""
+def _start_prior(shape: tuple[int, ...], min_var: float, *, rank: int = 0,
+                 components: int = 0) -> GaussianPrior:
+    """An unfitted start prior: diagonal, with ``rank`` principal directions, or a mixture of
+    ``components`` diagonal Gaussians."""
+    if components > 1:
+        return MixturePrior(shape, components, min_var=min_var)
     if rank:
         return LowRankGaussianPrior(shape, rank, min_var=min_var)
     return GaussianPrior(shape, min_var=min_var)

@@ -3,20 +3,22 @@
 Training keeps a diagonal Gaussian, initialised at the data's mean and variance and moved toward
 the moments of the heating end points ``s_K`` as training sees them (an exponential moving
 average). A prior refit to heated points once training is done (``Walkback.start_at``) may be
-diagonal or add ``R`` principal directions of their covariance (``LowRankGaussianPrior``).
+diagonal, add ``R`` principal directions of their covariance (``LowRankGaussianPrior``) or be a
+mixture of ``C`` diagonal Gaussians (``MixturePrior``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .streams import Generator, randn
-from .transition import gaussian_log_prob
+from .streams import Generator, rand, randn
+from .transition import LOG_2PI, gaussian_log_prob
 
-__all__ = ["GaussianPrior", "LowRankGaussianPrior"]
+__all__ = ["GaussianPrior", "LowRankGaussianPrior", "MixturePrior", "describe_form"]
 
 
 class GaussianPrior(nn.Module):
@@ -119,3 +121,116 @@ class LowRankGaussianPrior(GaussianPrior):
         z = randn((num, self.rank), generator=generator, device=self.mean.device,
                   dtype=self.mean.dtype)
         return diagonal + (z @ self.factor).reshape(num, *self.data_shape)
+
+
+class MixturePrior(GaussianPrior):
+    """``p*(s) = sum_c w_c N(s; mu_c, diag(v_c))``: ``components`` diagonal Gaussians, fitted to
+    points by expectation-maximisation (``fit``), not averaged during training. Heated images at
+    a low top still fall into clusters (the digit a point came from), which one Gaussian fills
+    in between (docs/method.md, "A mixture start prior"). ``mean`` and ``var`` hold the
+    mixture's own per-unit moments."""
+
+    log_weight: torch.Tensor
+    component_mean: torch.Tensor
+    component_var: torch.Tensor
+
+    def __init__(self, data_shape: tuple[int, ...], components: int, *,
+                 min_var: float = 1e-6) -> None:
+        super().__init__(data_shape, min_var=min_var)
+        if components < 2:
+            raise ValueError(f"components {components}: must be at least 2 (one is GaussianPrior)")
+        self.register_buffer("log_weight", torch.full((components,), -math.log(components)))
+        self.register_buffer("component_mean", torch.zeros(components, *self.data_shape))
+        self.register_buffer("component_var", torch.ones(components, *self.data_shape))
+
+    @property
+    def components(self) -> int:
+        return len(self.log_weight)
+
+    @torch.no_grad()
+    def fit(self, points: torch.Tensor, *, generator: torch.Generator | None = None,
+            iterations: int = 200, tolerance: float = 1e-8) -> MixturePrior:
+        """Maximum likelihood by EM from k-means++ centres (``generator`` draws them), until the
+        mean log-likelihood per unit gains less than ``tolerance`` or after ``iterations``
+        rounds. A component that loses every point keeps weight 0."""
+        flat = points.flatten(1).double()
+        if len(flat) < self.components:
+            raise ValueError(f"{len(flat)} points for {self.components} components")
+        mean = kmeans_plus_plus(flat, self.components, generator=generator)
+        var = flat.var(0, unbiased=False).clamp(min=self.min_var).expand_as(mean).clone()
+        log_weight = torch.full_like(mean[:, 0], -math.log(self.components))
+        last = -math.inf
+        for _ in range(iterations):
+            joint = log_weight + diagonal_log_densities(flat, mean, var)
+            log_like = torch.logsumexp(joint, 1, keepdim=True)
+            resp = (joint - log_like).exp()
+            count = resp.sum(0)
+            share = count.clamp(min=torch.finfo(flat.dtype).tiny)[:, None]
+            mean = resp.T @ flat / share
+            var = (resp.T @ flat.square() / share - mean.square()).clamp(min=self.min_var)
+            log_weight = (count / len(flat)).log()
+            now = float(log_like.mean()) / flat.shape[1]
+            if now - last < tolerance:
+                break
+            last = now
+        weight = log_weight.exp()[:, None]
+        total_mean = (weight * mean).sum(0)
+        total_var = (weight * (var + mean.square())).sum(0) - total_mean.square()
+        self.log_weight.copy_(log_weight)
+        self.component_mean.copy_(mean.reshape(self.component_mean.shape))
+        self.component_var.copy_(var.reshape(self.component_var.shape))
+        self.mean.copy_(total_mean.reshape(self.data_shape))
+        self.var.copy_(total_var.clamp(min=self.min_var).reshape(self.data_shape))
+        return self
+
+    def update(self, points: torch.Tensor, momentum: float,
+               reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        raise TypeError("a mixture prior is fitted to points (fit), not averaged in training")
+
+    def log_prob(self, s: torch.Tensor) -> torch.Tensor:
+        """``log p*(s) = logsumexp_c (log w_c + log N(s; mu_c, v_c))`` per example, ``(B,)``."""
+        joint = self.log_weight + diagonal_log_densities(
+            s.flatten(1).to(self.mean.dtype), self.component_mean.flatten(1),
+            self.component_var.flatten(1))
+        return torch.logsumexp(joint, 1)
+
+    def sample(self, num: int, *, generator: Generator = None) -> torch.Tensor:
+        """A component ``c ~ w`` (inverse CDF of one uniform), then ``mu_c + sqrt(v_c) eps``."""
+        device = self.mean.device
+        u = rand((num,), generator=generator, device=device, dtype=torch.float64)
+        cdf = self.log_weight.double().exp().cumsum(0)
+        pick = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=self.components - 1)
+        eps = randn((num, *self.data_shape), generator=generator, device=device,
+                    dtype=self.mean.dtype)
+        return self.component_mean[pick] + self.component_var[pick].sqrt() * eps
+
+
+def diagonal_log_densities(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """``log N(x_n; mean_c, diag(var_c))`` for every point ``x`` ``(N, D)`` and component
+    ``mean``, ``var`` ``(C, D)``: shape ``(N, C)``, by three matrix products instead of an
+    ``(N, C, D)`` difference."""
+    precision = var.reciprocal()
+    quadratic = (x.square() @ precision.T - 2 * x @ (mean * precision).T
+                 + (mean.square() * precision).sum(1))
+    return -0.5 * (quadratic + var.log().sum(1) + x.shape[1] * LOG_2PI)
+
+
+def kmeans_plus_plus(points: torch.Tensor, num: int, *,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """``num`` of ``points`` ``(N, D)`` as centres, each drawn with probability proportional to
+    its squared distance to the nearest centre drawn before (Arthur and Vassilvitskii 2007)."""
+    first = int(torch.randint(len(points), (1,), generator=generator, device=points.device))
+    centres = [points[first]]
+    dist = (points - centres[0]).square().sum(1)
+    for _ in range(1, num):
+        pick = int(torch.multinomial(dist / dist.sum(), 1, generator=generator))
+        centres.append(points[pick])
+        dist = torch.minimum(dist, (points - centres[-1]).square().sum(1))
+    return torch.stack(centres)
+
+
+def describe_form(rank: int = 0, components: int = 0) -> str:
+    """The start prior's form in words (``rank`` principal directions or ``components``)."""
+    if components > 1:
+        return f"mixture of {components} diagonal Gaussians"
+    return f"Gaussian (diagonal plus rank {rank})" if rank else "diagonal Gaussian"

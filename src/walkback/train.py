@@ -596,7 +596,8 @@ def _finish_model(ema: Walkback, train_x: torch.Tensor, config: Config, folder: 
     ema.eval()
     if config.sample.start_step:
         ema.fit_start_prior(config.sample.start_step, train_x, seed=config.seed,
-                            batch_size=config.sample.batch_size, rank=config.sample.start_rank)
+                            batch_size=config.sample.batch_size, rank=config.sample.start_rank,
+                            components=config.sample.start_components)
     ema.save_pretrained(folder)
 
 

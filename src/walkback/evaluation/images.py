@@ -31,6 +31,7 @@ from ..model import (
     start_part_way,
 )
 from ..pictures import chain_gif, inpaint_figure, walk_strip
+from ..prior import describe_form
 from ..runs import (amp_autocast, enable_fast_kernels, extra_temperature, load_run_config,
                     load_run_model, resolve_device)
 from ..streams import StackedRandom
@@ -237,13 +238,15 @@ def _start_part_way(model: Walkback, data: ImageData, options: EvalOptions,
         return model.start_at(step), {"start_step": step, "trained_K": trained_k,
                                       "prior": f"saved with the model ({START_PRIOR_FILE})"}
     x = to_model_space(data.split("train").images[:START_FIT_POINTS]).to(device)
-    rank = model.config.sample.start_rank if model.config is not None else 0
+    sample = model.config.sample if model.config is not None else None
+    rank, components = (sample.start_rank, sample.start_components) if sample else (0, 0)
     with _sampling_autocast(options, device):
         model = start_part_way(model, x, step, seed=options.seed,
-                               batch_size=options.batch_size or 1000, rank=rank)
-    shape = f"Gaussian (diagonal plus rank {rank})" if rank else "diagonal Gaussian"
+                               batch_size=options.batch_size or 1000, rank=rank,
+                               components=components)
     return model, {"start_step": step, "trained_K": trained_k,
-                   "prior": f"{shape} fit to {len(x)} train images heated {step} steps",
+                   "prior": f"{describe_form(rank, components)} fit to {len(x)} train images "
+                            f"heated {step} steps",
                    "fit_seed": options.seed + START_FIT_SEED_OFFSET}
 
 
