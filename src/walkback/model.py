@@ -230,7 +230,8 @@ class Walkback(nn.Module):
                                   f"`walkback fit-prior --run-dir RUN --start-step {step}`, which "
                                   "reads the training data once")
             return Walkback(self.operator, self.start_prior, temps, heating=self.heating,
-                            hidden_dim=self.hidden_dim, relax_steps=self.relax_steps)
+                            hidden_dim=self.hidden_dim,
+                            relax_steps=self.relax_steps).to(self.prior.mean.device)
         if rank > self.prior.mean.numel():
             raise ConfigError(f"start prior rank {rank}: at most the state's size "
                               f"{self.prior.mean.numel()}")
