@@ -55,6 +55,19 @@ def test_the_density_is_the_mixture_of_its_components() -> None:
     torch.testing.assert_close(prior.log_prob(s), mixture.log_prob(s))
 
 
+def test_a_float32_prior_of_image_size_keeps_the_density_exact() -> None:
+    """At D = 784 with narrow components the matrix-product form subtracts terms of order
+    ``D s^2 / v``; the prior computes it in float64 whatever its own dtype."""
+    prior = _prior(784, 3).float()
+    prior.component_var.fill_(1e-3)
+    s = prior.sample(5, generator=torch.Generator().manual_seed(5))
+    parts = torch.distributions.Independent(torch.distributions.Normal(
+        prior.component_mean.double(), prior.component_var.double().sqrt()), 1)
+    exact = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=prior.log_weight.double()), parts).log_prob(s.double())
+    torch.testing.assert_close(prior.log_prob(s).double(), exact, rtol=1e-6, atol=1e-3)
+
+
 def test_draws_pick_components_by_weight_and_do_not_depend_on_the_batch() -> None:
     prior = _prior(2, 3)
     prior.component_var.fill_(1e-6)  # each draw sits on its component's mean

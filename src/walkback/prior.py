@@ -188,11 +188,12 @@ class MixturePrior(GaussianPrior):
         raise TypeError("a mixture prior is fitted to points (fit), not averaged in training")
 
     def log_prob(self, s: torch.Tensor) -> torch.Tensor:
-        """``log p*(s) = logsumexp_c (log w_c + log N(s; mu_c, v_c))`` per example, ``(B,)``."""
-        joint = self.log_weight + diagonal_log_densities(
-            s.flatten(1).to(self.mean.dtype), self.component_mean.flatten(1),
-            self.component_var.flatten(1))
-        return torch.logsumexp(joint, 1)
+        """``log p*(s) = logsumexp_c (log w_c + log N(s; mu_c, v_c))`` per example, ``(B,)``,
+        computed in float64 (the matrix-product form subtracts terms of order ``D s^2 / v``)."""
+        joint = self.log_weight.double() + diagonal_log_densities(
+            s.flatten(1).double(), self.component_mean.flatten(1).double(),
+            self.component_var.flatten(1).double())
+        return torch.logsumexp(joint, 1).to(self.mean.dtype)
 
     def sample(self, num: int, *, generator: Generator = None) -> torch.Tensor:
         """A component ``c ~ w`` (inverse CDF of one uniform), then ``mu_c + sqrt(v_c) eps``."""
