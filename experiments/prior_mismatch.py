@@ -11,13 +11,18 @@ heating (draws of the true ``s_K`` marginal) and cools ``N`` chains from each of
   low-rank:  a Gaussian with the end points' mean and covariance (top ``R`` principal directions
              plus the diagonal rest: ``LowRankGaussianPrior``, what ``walkback fit-prior
              --start-step K --rank R`` saves);
-  heated:    the end points themselves (what a perfect prior would give).
+  heated:    the end points themselves (what a perfect prior would give);
+  mixture:   a mixture of ``C`` diagonal Gaussians (``MixturePrior``, what ``walkback fit-prior
+             --start-step K --components C`` saves) fitted to ``--fit-points`` heated training
+             images (not the held-out ones).
+``--arms`` picks them (default: all but the mixture); the held-out images are heated only for
+``heated``, ``low-rank`` and ``refit``.
 It reports the end points' covariance spectrum, the KL divergence from the low-rank-plus-diagonal
 Gaussian to its diagonal (nats, and bits per dimension) and, for each arm's ``samples``, the
 MNIST classifier's feature FID, class shares and the pixels outside [-1, 1].
 
 Usage: python experiments/prior_mismatch.py RUN_DIR DATA_ROOT OUT_DIR [--num N] [--rank R]
-       [--threads T] [--cache-dir DIR]
+       [--arms LIST] [--components C] [--fit-points N] [--threads T] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -58,6 +63,35 @@ def _kl_to_diagonal(prior: walkback.LowRankGaussianPrior) -> float:
     return 0.5 * float(torch.log(torch.diagonal(cov)).sum() - torch.logdet(cov))
 
 
+ARMS = ("heated", "diagonal", "low-rank", "refit", "mixture")
+
+
+def _heat(model: walkback.Walkback, x: torch.Tensor, seed: int) -> torch.Tensor:
+    clock = time.perf_counter()
+    with torch.inference_mode():
+        ends = walk_away(model.heating_path(model.active_temperatures), x,
+                         generator=torch.Generator().manual_seed(seed)).states[-1].float()
+    print(f"heated {len(x)} images in {time.perf_counter() - clock:.0f} s", flush=True)
+    return ends
+
+
+def _spectrum(model: walkback.Walkback, ends: torch.Tensor, rank: int) -> dict:
+    """The end points' covariance spectrum and the low-rank prior's KL to its diagonal."""
+    fit = walkback.LowRankGaussianPrior(ends.shape[1:], rank).fit(ends)
+    flat = ends.flatten(1).double()
+    spectrum = torch.linalg.eigvalsh(torch.cov(flat.T, correction=0)).flip(0)
+    kl = _kl_to_diagonal(fit)
+    return {
+        "saved_prior_var_mean": float(model.prior.var.mean()),
+        "ends_var_mean": float(flat.var(0, unbiased=False).mean()),
+        "ends_top_eigenvalues": [round(float(v), 3) for v in spectrum[:10]],
+        "ends_median_eigenvalue": float(spectrum[: len(ends) - 1].median()),
+        "variance_in_top_rank": float(spectrum[:rank].sum() / spectrum.sum()),
+        "kl_lowrank_to_diagonal_nats": kl,
+        "kl_bits_per_dim": kl / (ends[0].numel() * math.log(2)),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
@@ -65,53 +99,53 @@ def main() -> None:
     p.add_argument("out_dir")
     p.add_argument("--num", type=int, default=600)
     p.add_argument("--rank", type=int, default=50)
+    p.add_argument("--components", type=int, default=10, help="the mixture arm's C")
+    p.add_argument("--fit-points", type=int, default=2000, help="training images heated to fit "
+                   "the mixture arm (walkback fit-prior heats 10,000)")
+    p.add_argument("--arms", default="heated,diagonal,low-rank,refit",
+                   help=f"comma list of {', '.join(ARMS)}")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-dir", help="the classifier and reference statistics (default: "
                    "OUT_DIR/cache)")
     args = p.parse_args()
+    arms = args.arms.split(",")
+    if unknown := set(arms) - set(ARMS):
+        p.error(f"--arms: unknown {sorted(unknown)}")
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = walkback.load(args.run_dir).eval()
     config = model.config
     config.data.root = args.data_root
-    held = load_data(config).heldout[: args.num]
+    data = load_data(config)
     temps = model.active_temperatures
-    clock = time.perf_counter()
-    with torch.inference_mode():
-        ends = walk_away(model.heating_path(temps), held,
-                         generator=torch.Generator().manual_seed(1)).states[-1].float()
-    print(f"heated {len(held)} held-out images in {time.perf_counter() - clock:.0f} s", flush=True)
-    fit = walkback.LowRankGaussianPrior(ends.shape[1:], args.rank).fit(ends)
-    flat = ends.flatten(1).double()
-    spectrum = torch.linalg.eigvalsh(torch.cov(flat.T, correction=0)).flip(0)
-    dim = ends[0].numel()
-    kl = _kl_to_diagonal(fit)
-    report: dict = {
-        "run_dir": args.run_dir, "num": len(held), "rank": args.rank, "K": len(temps),
-        "top_temperature": float(temps[-1]),
-        "saved_prior_var_mean": float(model.prior.var.mean()),
-        "ends_var_mean": float(flat.var(0, unbiased=False).mean()),
-        "ends_top_eigenvalues": [round(float(v), 3) for v in spectrum[:10]],
-        "ends_median_eigenvalue": float(spectrum[: len(held) - 1].median()),
-        "variance_in_top_rank": float(spectrum[: args.rank].sum() / spectrum.sum()),
-        "kl_lowrank_to_diagonal_nats": kl,
-        "kl_bits_per_dim": kl / (dim * math.log(2)),
-        "arms": {},
-    }
-    print(json.dumps({k: v for k, v in report.items() if k != "arms"}, indent=1), flush=True)
-    refit = walkback.GaussianPrior(ends.shape[1:]).fit(ends)
-    # the perfect prior first, then the saved one: the comparison that matters most comes first
-    priors = {"heated": _Fixed(ends), "diagonal": model.prior, "low-rank": fit, "refit": refit}
-    for name, prior in priors.items():
+    report: dict = {"run_dir": args.run_dir, "num": args.num, "rank": args.rank, "K": len(temps),
+                    "top_temperature": float(temps[-1]), "arms": {}}
+    priors: dict = {}
+    if {"heated", "low-rank", "refit"} & set(arms):
+        ends = _heat(model, data.heldout[: args.num], seed=1)
+        report.update(_spectrum(model, ends, args.rank))
+        print(json.dumps({k: v for k, v in report.items() if k != "arms"}, indent=1), flush=True)
+        priors = {"heated": _Fixed(ends),
+                  "low-rank": walkback.LowRankGaussianPrior(ends.shape[1:], args.rank).fit(ends),
+                  "refit": walkback.GaussianPrior(ends.shape[1:]).fit(ends)}
+    priors["diagonal"] = model.prior
+    if "mixture" in arms:  # fitted to heated training images, not to the held-out ones
+        fit_ends = _heat(model, data.train[: args.fit_points], seed=2)
+        priors["mixture"] = walkback.MixturePrior(fit_ends.shape[1:], args.components).fit(
+            fit_ends, generator=torch.Generator().manual_seed(3))
+        report.update(components=args.components, fit_points=len(fit_ends))
+    # in the order asked for (the perfect prior first, then the saved one, by default)
+    for name in arms:
+        prior = priors[name]
         clock = time.perf_counter()
         with torch.inference_mode():
-            result = anneal(model.operator, prior, temps, len(held),
+            result = anneal(model.operator, prior, temps, args.num,
                             generator=torch.Generator().manual_seed(0))
         seconds = time.perf_counter() - clock
         samples = result.samples.float()
         path = out / f"{name}.npz"
-        write_samples(path, samples.clamp(-1, 1), meta={"data": "mnist", "N": len(held), "seed": 0})
+        write_samples(path, samples.clamp(-1, 1), meta={"data": "mnist", "N": args.num, "seed": 0})
         scored = evaluate_samples_file(path, data="mnist", data_root=args.data_root, options=EvalOptions(
             metrics="classes", device="cpu", floor=False, progress=False,
             cache_dir=args.cache_dir or out / "cache"))
