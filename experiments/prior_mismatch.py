@@ -75,9 +75,9 @@ def _heat(model: walkback.Walkback, x: torch.Tensor, seed: int) -> torch.Tensor:
     return ends
 
 
-def _spectrum(model: walkback.Walkback, ends: torch.Tensor, rank: int) -> dict:
-    """The end points' covariance spectrum and the low-rank prior's KL to its diagonal."""
-    fit = walkback.LowRankGaussianPrior(ends.shape[1:], rank).fit(ends)
+def _spectrum(model: walkback.Walkback, ends: torch.Tensor,
+              fit: walkback.LowRankGaussianPrior) -> dict:
+    """The end points' covariance spectrum and the KL of their low-rank ``fit`` to its diagonal."""
     flat = ends.flatten(1).double()
     spectrum = torch.linalg.eigvalsh(torch.cov(flat.T, correction=0)).flip(0)
     kl = _kl_to_diagonal(fit)
@@ -86,7 +86,7 @@ def _spectrum(model: walkback.Walkback, ends: torch.Tensor, rank: int) -> dict:
         "ends_var_mean": float(flat.var(0, unbiased=False).mean()),
         "ends_top_eigenvalues": [round(float(v), 3) for v in spectrum[:10]],
         "ends_median_eigenvalue": float(spectrum[: len(ends) - 1].median()),
-        "variance_in_top_rank": float(spectrum[:rank].sum() / spectrum.sum()),
+        "variance_in_top_rank": float(spectrum[: fit.rank].sum() / spectrum.sum()),
         "kl_lowrank_to_diagonal_nats": kl,
         "kl_bits_per_dim": kl / (ends[0].numel() * math.log(2)),
     }
@@ -124,10 +124,10 @@ def main() -> None:
     priors: dict = {}
     if {"heated", "low-rank", "refit"} & set(arms):
         ends = _heat(model, data.heldout[: args.num], seed=1)
-        report.update(_spectrum(model, ends, args.rank))
+        low_rank = walkback.LowRankGaussianPrior(ends.shape[1:], args.rank).fit(ends)
+        report.update(_spectrum(model, ends, low_rank))
         print(json.dumps({k: v for k, v in report.items() if k != "arms"}, indent=1), flush=True)
-        priors = {"heated": _Fixed(ends),
-                  "low-rank": walkback.LowRankGaussianPrior(ends.shape[1:], args.rank).fit(ends),
+        priors = {"heated": _Fixed(ends), "low-rank": low_rank,
                   "refit": walkback.GaussianPrior(ends.shape[1:]).fit(ends)}
     priors["diagonal"] = model.prior
     if "mixture" in arms:  # fitted to heated training images, not to the held-out ones
