@@ -29,8 +29,8 @@ for form in $forms; do
       --overwrite
   fi
   walkback evaluate --run-dir "$run" --start-step "$start" --metrics fid,kid,classes,bound,chain \
-    --num-samples "${N:-2000}" --chain-steps 0,K --bound-points "${BOUND:-500}" --num-paths 1 --no-floor --amp bf16 \
-    --fid-weights "$weights" --data-root "$root" --overwrite --no-progress
+    --num-samples "${N:-2000}" --chain-steps 0,K --bound-points "${BOUND:-500}" --num-paths 1 \
+    --no-floor --amp bf16 --fid-weights "$weights" --data-root "$root" --overwrite --no-progress
   cp "$run/eval.json" "$out/$form.json"
   find "$run/figures" -name 'samples*.png' | head -1 | xargs -r -I{} cp {} "$out/$form.png"
 done
