@@ -20,9 +20,8 @@ from walkback.errors import CheckpointError, ConfigError
 from walkback.metrics.gaussian import LinearGaussian, heating_moments
 from walkback.prior import GaussianPrior, LowRankGaussianPrior
 from walkback.sampler import anneal
-from walkback.train import train
 
-from test_prior_refit import TEMPS, _data, _model
+from test_prior_refit import TEMPS, _data, _model, small_top_run
 
 F64 = torch.float64
 
@@ -109,13 +108,7 @@ def test_the_rank_is_checked() -> None:
 @pytest.fixture(scope="module")
 def ranked_run(tmp_path_factory: pytest.TempPathFactory):
     """A mog run of K = 6 whose saved model carries a rank-1 top prior fitted at the end."""
-    config = apply_overrides(get_preset("mog-tuned"), [
-        "train.steps=10", "train.device=cpu", "mlp.hidden=16", "mlp.depth=1",
-        "data.num_train=2000", "schedule.num_steps=6", "schedule.n1=1", "sample.start_step=6",
-        "sample.start_rank=1"])
-    path = tmp_path_factory.mktemp("runs") / "ranked"
-    train(config, path, progress=False)
-    return path
+    return small_top_run(tmp_path_factory, "ranked", 10, "sample.start_rank=1")
 
 
 def test_a_saved_low_rank_prior_round_trips_and_starts_the_chains(ranked_run) -> None:

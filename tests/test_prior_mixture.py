@@ -20,9 +20,8 @@ from walkback.metrics.gaussian import LinearGaussian, heating_moments
 from walkback.prior import GaussianPrior, LowRankGaussianPrior, MixturePrior
 from walkback.sampler import anneal
 from walkback.streams import StackedRandom
-from walkback.train import train
 
-from test_prior_refit import TEMPS, _model
+from test_prior_refit import TEMPS, _model, small_top_run
 
 F64 = torch.float64
 
@@ -150,13 +149,7 @@ def test_the_components_are_checked() -> None:
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory: pytest.TempPathFactory):
     """A mog run of K = 6 whose saved model carries a 3-component top prior fitted at the end."""
-    config = apply_overrides(get_preset("mog-tuned"), [
-        "train.steps=10", "train.device=cpu", "mlp.hidden=16", "mlp.depth=1",
-        "data.num_train=2000", "schedule.num_steps=6", "schedule.n1=1", "sample.start_step=6",
-        "sample.start_components=3"])
-    path = tmp_path_factory.mktemp("runs") / "mixed"
-    train(config, path, progress=False)
-    return path
+    return small_top_run(tmp_path_factory, "mixed", 10, "sample.start_components=3")
 
 
 def test_a_saved_mixture_prior_round_trips_and_starts_the_chains(mixed_run) -> None:

@@ -66,15 +66,22 @@ def test_the_refit_top_prior_has_the_heated_marginals_moments_and_the_best_bound
         assert _mean_bound(model, x, *moved) < best - 1e-3
 
 
+def small_top_run(factory: pytest.TempPathFactory, name: str, steps: int, *prior: str):
+    """A small mog run of K = 6 trained ``steps`` minibatches whose saved model carries a top
+    prior fitted at the end (its form set by the overrides ``prior``)."""
+    config = apply_overrides(get_preset("mog-tuned"), [
+        f"train.steps={steps}", "train.device=cpu", "mlp.hidden=16", "mlp.depth=1",
+        "data.num_train=2000", "schedule.num_steps=6", "schedule.n1=1", "sample.start_step=6",
+        *prior])
+    path = factory.mktemp("runs") / name
+    train(config, path, progress=False)
+    return path
+
+
 @pytest.fixture(scope="module")
 def top_run(tmp_path_factory: pytest.TempPathFactory):
     """A mog run of K = 6 whose saved model carries the top prior refit at the end."""
-    config = apply_overrides(get_preset("mog-tuned"), [
-        "train.steps=20", "train.device=cpu", "mlp.hidden=16", "mlp.depth=1",
-        "data.num_train=2000", "schedule.num_steps=6", "schedule.n1=1", "sample.start_step=6"])
-    path = tmp_path_factory.mktemp("runs") / "top"
-    train(config, path, progress=False)
-    return path
+    return small_top_run(tmp_path_factory, "top", 20)
 
 
 def test_a_saved_top_prior_is_what_sampling_starts_from(top_run) -> None:
