@@ -6,7 +6,6 @@ with the saved model."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -19,9 +18,10 @@ from walkback.config import apply_overrides
 from walkback.errors import CheckpointError, ConfigError
 from walkback.metrics.gaussian import LinearGaussian, heating_moments
 from walkback.prior import GaussianPrior, LowRankGaussianPrior
-from walkback.sampler import anneal
 
-from test_prior_refit import TEMPS, _data, _model, small_top_run
+from test_prior_refit import (
+    TEMPS, _data, _model, check_saved_prior_starts_the_chains, small_top_run,
+)
 
 F64 = torch.float64
 
@@ -116,13 +116,7 @@ def test_a_saved_low_rank_prior_round_trips_and_starts_the_chains(ranked_run) ->
     prior = model.start_prior
     assert isinstance(prior, LowRankGaussianPrior) and prior.rank == 1
     assert float(prior.factor.abs().sum()) > 0
-    started = model.start_at(6)
-    assert started.prior is prior
-    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    direct = anneal(model.operator, prior, model.active_temperatures, 40, generator=gen())
-    assert torch.equal(model.sample(40, generator=gen()).samples, direct.samples)
-    bound = walkback.evaluate(ranked_run, metrics=["bound"], num_paths=1, progress=False)
-    assert math.isfinite(bound["bound"]["estimates"][0]["log_bound"])
+    check_saved_prior_starts_the_chains(ranked_run)
 
 
 def test_fit_prior_rank_replaces_the_saved_prior(ranked_run, tmp_path, capsys) -> None:

@@ -4,6 +4,9 @@ diagonal Gaussian with the best bound, and sampling starts from it once it is sa
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,6 +17,7 @@ from walkback.metrics.gaussian import LinearGaussian, exact_bound, heating_momen
 from walkback.model import Walkback
 from walkback.models import LinearGaussianBackbone
 from walkback.prior import GaussianPrior
+from walkback.sampler import anneal
 from walkback.train import train
 from walkback.transition import TransitionOperator
 
@@ -76,6 +80,19 @@ def small_top_run(factory: pytest.TempPathFactory, name: str, steps: int, *prior
     path = factory.mktemp("runs") / name
     train(config, path, progress=False)
     return path
+
+
+def check_saved_prior_starts_the_chains(run: Path) -> None:
+    """The saved top prior of ``run`` is what ``start_at(K)`` and ``sample`` start from, and the
+    evaluation's bound with it is finite."""
+    model = walkback.load(run)
+    prior = model.start_prior
+    assert model.start_at(len(model.active_temperatures)).prior is prior
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    direct = anneal(model.operator, prior, model.active_temperatures, 40, generator=gen())
+    assert torch.equal(model.sample(40, generator=gen()).samples, direct.samples)
+    bound = walkback.evaluate(run, metrics=["bound"], num_paths=1, progress=False)
+    assert math.isfinite(bound["bound"]["estimates"][0]["log_bound"])
 
 
 @pytest.fixture(scope="module")
