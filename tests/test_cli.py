@@ -85,6 +85,18 @@ def test_sample_is_deterministic_and_refuses_overwrite(run_dir: Path, tmp_path: 
     assert a.read_bytes() != before
 
 
+def test_sample_runs_a_toy_run_on_the_cpu_when_a_gpu_is_present(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `walkback evaluate`: --device defaults to auto, which keeps a 2-D run on the CPU (the
+    same chains as on a machine without a GPU) and would take the GPU for images."""
+    base = ["sample", "--run-dir", str(run_dir), "--num-samples", "20", "--seed", "1"]
+    assert main([*base, "--out", str(tmp_path / "a.npz")]) == 0
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert main([*base, "--out", str(tmp_path / "b.npz")]) == 0
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        np.testing.assert_array_equal(a["samples"], b["samples"])
+
+
 def test_evaluate_writes_eval_json_and_figures(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["evaluate", "--run-dir", str(run_dir), "--num-samples", "100", "--seed", "0",
                  "--no-progress"]) == 0

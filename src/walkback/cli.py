@@ -33,7 +33,8 @@ from .evaluation.toy import REPORTED, REPORTED_STATES
 from .presets import PRESETS, get_preset
 from .model import START_FIT_POINTS, START_PRIOR_FILE
 from .prior import describe_form
-from .runs import extra_temperature, load_data, load_run_config, load_run_model, resolve_device
+from .runs import (enable_fast_kernels, extra_temperature, load_data, load_run_config,
+                   load_run_model, resolve_device)
 from .streams import StackedRandom
 from .train import train
 
@@ -99,10 +100,15 @@ def _sample(args: argparse.Namespace) -> int:
     taken = [p for p in (out, out.with_suffix(".png")) if p.exists()]
     if taken and not args.overwrite:
         raise ConfigError(f"{taken[0]} already exists; pass --overwrite to replace it")
-    here = distributed.init(resolve_device(args.device, setting="--device"), DIST_TIMEOUT_S)
-    device = str(distributed.local_device(resolve_device(args.device, setting="--device")))
-    model = load_run_model(args.run_dir, device=device).eval()
-    config = model.config if model.config is not None else load_run_config(Path(args.run_dir))
+    config = load_run_config(Path(args.run_dir))
+    # as `walkback evaluate`: a 2-D run on the CPU unless --device says otherwise, images on
+    # the GPU when there is one, with the same kernels (so that both draw the same chains)
+    name = "cpu" if args.device == "auto" and config.data.name in TOY_DATASETS else args.device
+    here = distributed.init(resolve_device(name, setting="--device"), DIST_TIMEOUT_S)
+    device = distributed.local_device(resolve_device(name, setting="--device"))
+    enable_fast_kernels(device)
+    model = load_run_model(args.run_dir, device=str(device)).eval()
+    config = model.config if model.config is not None else config
     if args.sampler is not None:
         if config.method != "ddpm":
             raise ConfigError("--sampler: only for method=ddpm runs (DDIM or ancestral steps)")
@@ -386,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "sample.extra_temperature, 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_count(1), metavar="B")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="default: cpu for toy runs, auto (the GPU if there is one) for images")
     p.add_argument("--out", required=True, metavar="FILE.npz")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out and its .png")
