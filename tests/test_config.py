@@ -293,13 +293,15 @@ def test_an_old_rate_run_gets_its_leak_and_the_default_alpha() -> None:
 @pytest.mark.parametrize("base", ["mnist", "cifar10", "celeba32"])
 def test_the_tuned_image_presets_are_the_measured_variant(base: str) -> None:
     """``mnist-tuned`` is ``mnist`` with the four keys of the ``tuned`` arm of
-    experiments/gpu/mnist_tuned.sh and nothing else: the measured arm is the preset; the CIFAR-10
-    and CelebA ones change their presets by the same four keys. Each heating has 6 steps at
-    T = 1 (n1 = 5 and T_0) and tops out at 1.3^24, about 545."""
+    experiments/gpu/mnist_tuned.sh and the two of the ``mix`` arm of
+    experiments/gpu/mixture_start.sh (its start prior), and nothing else: the measured arms are
+    the preset; the CIFAR-10 and CelebA ones change their presets by the same four keys. Each
+    heating has 6 steps at T = 1 (n1 = 5 and T_0) and tops out at 1.3^24, about 545."""
     tuned = get_preset(f"{base}-tuned")
+    start = ["sample.start_step=30", "sample.start_components=10"] if base == "mnist" else []
     arm = apply_overrides(get_preset(base), [
         "schedule.factor=1.3", "schedule.n1=5", "model.min_var_at_1=1e-4",
-        "train.temperature_jitter=true"])
+        "train.temperature_jitter=true", *start])
     arm.preset = f"{base}-tuned"
     assert config_to_dict(tuned) == config_to_dict(arm)
     s = tuned.schedule

@@ -5,11 +5,13 @@
 #   no-n1:     schedule.n1=0            (30 geometric steps: T_K = 1.3^29, about 2,000)
 #   no-floor:  model.min_var_at_1=0     (the floor 0.01 at every T)
 #   no-jitter: train.temperature_jitter=false
+#   no-mix:    sample.start_step=0 sample.start_components=0  (the chains start from the prior
+#              learned in training, as every arm of the table in docs/RESULTS.md does)
 # and one change turned on:
 #   input-noise: train.input_noise=0.3  (the walk-back input perturbed by 0.3 heating noise std,
 #              docs/method.md, "Input perturbation"; the best of 0, 0.3 and 1 on 2-D data)
 # MINUTES (default 1.5) each, ONE seed per call; scored as mnist_tuned.sh scores (2,000 samples,
-# 30 steps, after K more steps, the bound on 500 test images). Six arms of 1.5 minutes with
+# 30 steps, after K more steps, the bound on 500 test images). Seven arms of 1.5 minutes with
 # their scoring outlast one 10-minute call: with TIME_LIMIT=S the comparison stops then, and the
 # same command on the same machine continues it (each arm resumes from its checkpoint with its
 # training clock; scored arms are kept).
@@ -27,6 +29,7 @@ timeout "${TIME_LIMIT:-0}" walkback compare --presets "${PRESETS:-mnist-tuned}" 
   --variant no-n1 mnist-tuned schedule.n1=0 \
   --variant no-floor mnist-tuned model.min_var_at_1=0 \
   --variant no-jitter mnist-tuned train.temperature_jitter=false \
+  --variant no-mix mnist-tuned sample.start_step=0 sample.start_components=0 \
   --minutes "$minutes" --save-at "$minutes" --seeds "$seed" --out-dir "$out" \
   --set "data.root=$root" --data-root "$root" --fid-weights "$weights" --num-samples 2000 \
   --chain-steps 0,K --bound-points 500 --amp bf16 --no-progress || status=$?

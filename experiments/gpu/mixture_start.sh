@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The mixture start prior on MNIST, paired: one `mnist-tuned` model per seed, trained MINUTES
-# (default 5) by `walkback compare` with `sample.start_step=30 sample.start_components=10` (so
-# that at the end of training a mixture of 10 diagonal Gaussians is fitted to 10,000 training
-# images heated to the top and saved with the model, and compare scores the chains that start
-# from it: 2,000 samples, FID E = 0 and after K more steps at T = 1, classes, the bound on 500
-# test images, bf16); then the same model's chains from the prior learned in training (what
-# `mnist-tuned` samples from), scored by start_priors.sh with the same protocol, and, while the
-# call has time, from a single diagonal Gaussian refitted to the same heated images.
-# OUT_DIR/scores/{mix,saved,diagonal}.json hold the three evaluations; with PACK=DIR the scores,
-# figures, EMA weights and the last checkpoint are packed into DIR (pack_scores.sh pieces).
+# The mixture start prior of `mnist-tuned` on MNIST, paired: one model per seed, trained MINUTES
+# (default 5) by `walkback compare` as the arm `mix` (the preset, its two start keys spelled
+# out: `sample.start_step=30 sample.start_components=10`), so that at the end of training a
+# mixture of 10 diagonal Gaussians is fitted to 10,000 training images heated to the top and
+# saved with the model, and compare scores the chains that start from it (2,000 samples, FID
+# E = 0 and after K more steps at T = 1, classes, the bound on 500 test images, bf16); then the
+# same model's chains from the prior learned in training, scored by start_priors.sh with the
+# same protocol, and, while the call has time, from a single diagonal Gaussian refitted to the
+# same heated images.
+# OUT_DIR/scores/{mix,saved,diagonal}.{json,png} hold the three evaluations and sample grids
+# (mix_prior.safetensors the fitted mixture); with PACK=DIR the scores, figures and EMA weights
+# are packed into DIR (pack_scores.sh pieces).
 # N=SAMPLES and BOUND=POINTS shrink a trial run (start_priors.sh's too).
 # Usage: [PACK=DIR] [N=..] [BOUND=..] bash experiments/gpu/mixture_start.sh OUT_DIR DATA_ROOT FID_WEIGHTS SEED [MINUTES]
 set -euo pipefail
@@ -22,15 +24,10 @@ walkback compare --variant mix mnist-tuned sample.start_step=30 sample.start_com
 run=$out/mix/seed$seed
 mkdir -p "$out/scores"
 cp "$run/eval.json" "$out/scores/mix.json"
+cp "$run/figures/samples.png" "$out/scores/mix.png"  # the evaluations below replace figures/
 cp "$run/model/start_prior.safetensors" "$out/scores/mix_prior.safetensors"
 forms=saved
 # a refit and its evaluation take about as long as the evaluation above
 [ $((SECONDS - start)) -gt 400 ] || forms="saved diagonal"
 bash "$here/start_priors.sh" "$run" "$root" "$weights" "$out/scores" "$forms"
-if [ -n "${PACK:-}" ]; then
-  bash "$here/pack_scores.sh" "$out" "$PACK" "mixture_seed$seed" mix
-  last=$(ls "$run"/checkpoints/ckpt_*.json | tail -1)
-  last=checkpoints/$(basename "$last" .json)
-  tar -cf - -C "$run" "$last.json" "$last.safetensors" |
-    split -b 15M -d - "$PACK/checkpoint_seed$seed.tar.part"
-fi
+[ -z "${PACK:-}" ] || bash "$here/pack_scores.sh" "$out" "$PACK" "mixture_seed$seed" mix

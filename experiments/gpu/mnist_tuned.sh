@@ -4,7 +4,8 @@
 # `tuned` is `mnist` with a lower heating top (schedule.factor=1.3), 5 steps at T = 1 first
 # (schedule.n1=5, so T_K = 1.3^24, about 545), the floor shrinking to 1e-4 at T = 1
 # (model.min_var_at_1) and jittered temperatures (train.temperature_jitter): the preset
-# `mnist-tuned` (tests/test_config.py checks that they are the same). MINUTES (default 2)
+# `mnist-tuned` less its mixture start prior (`sample.start_step`, `sample.start_components`,
+# measured by mixture_start.sh; tests/test_config.py checks the rest). MINUTES (default 2)
 # each, ONE seed per call, so that a seed's three arms train on the same machine in the same call;
 # run it for seeds 0, 1 and 2 and read the three tables side by side.
 # 2,000 samples per FID (30 steps) and after K more steps at T = 1, the smallest class share, the
