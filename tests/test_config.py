@@ -290,6 +290,17 @@ def test_an_old_rate_run_gets_its_leak_and_the_default_alpha() -> None:
     assert mlp.model.alpha == 0.3 and mlp.rate.leak == RateConfig.leak and mlp.mlp.hidden == 16
 
 
+def test_a_start_step_beyond_a_shortened_heating_is_refused_with_both_values() -> None:
+    """`mnist-tuned` starts at step 30, its top: shortening the heating without moving the start
+    names the key and both numbers; moving both is accepted."""
+    with pytest.raises(ConfigError, match=r"sample.start_step: 30 must be in \[0, "
+                       r"schedule.num_steps = 20\]"):
+        apply_overrides(get_preset("mnist-tuned"), ["schedule.num_steps=20"])
+    short = apply_overrides(get_preset("mnist-tuned"), ["schedule.num_steps=20",
+                                                        "sample.start_step=20"])
+    assert short.sample.start_step == 20 and short.sample.start_components == 10
+
+
 @pytest.mark.parametrize("base", ["mnist", "cifar10", "celeba32"])
 def test_the_tuned_image_presets_are_the_measured_variant(base: str) -> None:
     """``mnist-tuned`` is ``mnist`` with the four keys of the ``tuned`` arm of

@@ -489,7 +489,8 @@ def validate(config: Config) -> Config:
             if flat[key] != getattr(TrainConfig, key.split(".")[1]):
                 raise ConfigError(f"config key {key}: needs train.objective=decoupled")
     if not 0 <= flat["sample.start_step"] <= flat["schedule.num_steps"]:
-        raise ConfigError("config key sample.start_step: must be in [0, schedule.num_steps]")
+        raise ConfigError(f"config key sample.start_step: {flat['sample.start_step']} must be in "
+                          f"[0, schedule.num_steps = {flat['schedule.num_steps']}]")
     save_minutes(flat["train.save_minutes"])
     for key in ("sample.start_rank", "sample.start_components"):
         if flat[key] and not flat["sample.start_step"]:
