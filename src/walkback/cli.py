@@ -34,7 +34,7 @@ from .presets import PRESETS, get_preset
 from .model import START_FIT_POINTS, START_PRIOR_FILE
 from .prior import describe_form
 from .runs import (enable_fast_kernels, extra_temperature, load_data, load_run_config,
-                   load_run_model, resolve_device)
+                   load_run_model, resolve_device, run_device)
 from .streams import StackedRandom
 from .train import train
 
@@ -101,11 +101,9 @@ def _sample(args: argparse.Namespace) -> int:
     if taken and not args.overwrite:
         raise ConfigError(f"{taken[0]} already exists; pass --overwrite to replace it")
     config = load_run_config(Path(args.run_dir))
-    # as `walkback evaluate`: a 2-D run on the CPU unless --device says otherwise, images on
-    # the GPU when there is one, with the same kernels (so that both draw the same chains)
-    name = "cpu" if args.device == "auto" and config.data.name in TOY_DATASETS else args.device
-    here = distributed.init(resolve_device(name, setting="--device"), DIST_TIMEOUT_S)
-    device = distributed.local_device(resolve_device(name, setting="--device"))
+    # where and with which kernels `walkback evaluate` draws the same chains
+    here = distributed.init(run_device(args.device, config.data.name), DIST_TIMEOUT_S)
+    device = distributed.local_device(run_device(args.device, config.data.name))
     enable_fast_kernels(device)
     model = load_run_model(args.run_dir, device=str(device)).eval()
     config = model.config if model.config is not None else config

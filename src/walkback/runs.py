@@ -20,7 +20,7 @@ from .errors import CheckpointError, ConfigError
 from .model import MODEL_FILE, Walkback, load
 from .schedule import heating_temperatures
 
-__all__ = ["resolve_device", "enable_fast_kernels", "amp_autocast", "load_data",
+__all__ = ["resolve_device", "run_device", "enable_fast_kernels", "amp_autocast", "load_data",
            "load_run_config", "holds_run", "load_run_model", "extra_temperature"]
 
 
@@ -32,6 +32,14 @@ def resolve_device(name: str, *, setting: str = "config key train.device") -> to
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{setting}: 'cuda' requested but no GPU is available")
     return torch.device(name)
+
+
+def run_device(name: str, data_name: str) -> torch.device:
+    """``--device`` of a command on a trained run: ``auto`` keeps a 2-D run on the CPU (its
+    chains are then the same on every machine) and takes the GPU, when there is one, for
+    images."""
+    return resolve_device("cpu" if name == "auto" and data_name in TOY_DATASETS else name,
+                          setting="--device")
 
 
 def enable_fast_kernels(device: torch.device) -> None:

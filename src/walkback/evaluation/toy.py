@@ -22,7 +22,7 @@ from ..metrics import nearest_centre, subsample, toy_metrics
 from ..model import MODEL_FILE, Walkback
 from ..objective import variational_bound
 from ..plots import plot_curves, plot_drift, plot_snapshots
-from ..runs import extra_temperature, load_data, load_run_config, load_run_model, resolve_device
+from ..runs import extra_temperature, load_data, load_run_config, load_run_model, run_device
 from ..trajectory import walk_away
 from .chains import ChainRun, run_chains
 from .report import jsonable, machine, read_metrics
@@ -231,10 +231,9 @@ def evaluate_toy_run(run_dir: str | Path, options) -> dict:
     heating figure ``seed + 3``. The heating, drift and loss figures are always drawn.
     """
     run_dir, metrics = Path(run_dir), list(options.metrics)
-    device = "cpu" if options.device == "auto" else str(resolve_device(options.device,
-                                                                       setting="--device"))
-    model = load_run_model(run_dir, device=device).eval()
     config = load_run_config(run_dir)
+    device = str(run_device(options.device, config.data.name))
+    model = load_run_model(run_dir, device=device).eval()
     data = load_data(config)
     n = options.num_samples if options.num_samples is not None else config.sample.num_samples
     m = options.num_paths if options.num_paths is not None else config.sample.num_paths
