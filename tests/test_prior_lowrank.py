@@ -6,7 +6,6 @@ with the saved model."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from safetensors.torch import save_file
