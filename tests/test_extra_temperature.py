@@ -1,6 +1,8 @@
 """The steps past K at a temperature ``T_E`` (``sample.extra_temperature``, ``--extra-temperature``):
-the setting's checks, the sample command, the 2-D evaluation and the DDPM's refusal. The closed
-forms (the exact marginal and the stationary law at ``T_E``) are in test_sampler.py."""
+the setting's checks, the sample command, the 2-D evaluation and the DDPM's refusal; and the
+sample command's noise scale of the cooling steps (``--noise-scale``). The closed forms (the
+exact marginal, the stationary law at ``T_E``, the scaled cooling noise) are in
+test_sampler.py."""
 
 from __future__ import annotations
 
@@ -105,3 +107,27 @@ def test_chains_at_a_very_high_t_extra_hop_between_modes(run_dir: Path) -> None:
         assert all(0 <= m["mode_change_fraction"] <= 1 for m in mixing[1:])
         hops.append(mixing[2]["mode_change_fraction"])
     assert hops[1] > 0.5 and hops[1] > hops[0] + 0.3, hops
+
+
+def test_sample_command_scales_the_cooling_noise(run_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cool.npz"
+    args = ["sample", "--run-dir", str(run_dir), "--num-samples", "40", "--extra-steps", "2"]
+    assert main([*args, "--noise-scale", "0.5", "--out", str(out)]) == 0
+    with np.load(out) as npz:
+        meta, samples = json.loads(str(npz["meta"])), npz["samples"]
+    assert meta["noise_scale"] == 0.5
+    streams = StackedRandom(0, 0, 40, block=SAMPLE_BLOCK)
+    expected = walkback.load(run_dir).sample(40, extra_steps=2, noise_scale=0.5, generator=streams)
+    np.testing.assert_array_equal(samples, expected.samples.numpy())
+    own = tmp_path / "own.npz"
+    assert main([*args, "--noise-scale", "1", "--out", str(own)]) == 0
+    with np.load(own) as npz:
+        assert "noise_scale" not in json.loads(str(npz["meta"]))
+        assert not np.array_equal(npz["samples"], samples)
+    capsys.readouterr()
+    for bad in ("-1", "nan", "inf"):
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, "--noise-scale", bad, "--out", str(tmp_path / "x.npz")])
+        assert exit_.value.code == 2 and "--noise-scale" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()

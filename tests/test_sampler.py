@@ -270,3 +270,35 @@ def test_states_at_keeps_the_chain_states_of_anneal_progressive() -> None:
     assert len(kept) == 3
     for got, want in zip(kept, [every[0], every[4], every[-1]]):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize(("eta", "extra"), [(0.0, 0), (0.5, 2), (1.3, 0)])
+def test_the_noise_scale_matches_the_closed_form(eta: float, extra: int) -> None:
+    """With noise scale eta the cooling steps add ``eta^2 T D`` and the extra steps ``T_E D``:
+    the chain states follow ``cooling_moments(..., noise_scale=eta)``."""
+    op, prior, exact = _linear_setup()
+    x = anneal(op, prior, HEAT, 40_000, extra_steps=extra, noise_scale=eta,
+               generator=_gen(9)).states
+    mean, cov = cooling_moments(exact, HEAT, prior.mean, prior.var, extra_steps=extra,
+                                noise_scale=eta)
+    _assert_gaussian_moments(x, mean, cov)
+    # not vacuous: the covariance differs from the operator's own law (eta = 1) by far more
+    # than the sampling error
+    _, own = cooling_moments(exact, HEAT, prior.mean, prior.var, extra_steps=extra)
+    gap = (torch.diagonal(cov) / torch.diagonal(own) - 1).abs()
+    assert bool((gap > 0.1).all()), gap
+
+
+def test_noise_scale_one_is_the_default_chain_and_zero_moves_to_the_means() -> None:
+    op, prior = _mlp_operator(), _prior()
+    default = anneal(op, prior, HEAT, 50, extra_steps=2, generator=_gen(4))
+    one = anneal(op, prior, HEAT, 50, extra_steps=2, noise_scale=1.0, generator=_gen(4))
+    assert torch.equal(one.states, default.states) and torch.equal(one.samples, default.samples)
+    chain = list(anneal_progressive(op, prior, HEAT, 50, extra_steps=2, noise_scale=0.0,
+                                    generator=_gen(4)))
+    k = len(HEAT)
+    assert all(torch.equal(c.state, c.mean) for c in chain[1:k + 1])  # cooling: no noise
+    assert not any(torch.equal(c.state, c.mean) for c in chain[k + 1:])  # extra steps: noise
+    for bad in (-0.5, math.nan):
+        with pytest.raises(ValueError, match="noise scale must be >= 0"):
+            anneal(op, prior, HEAT, 5, noise_scale=bad, generator=_gen(4))

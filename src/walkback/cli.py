@@ -123,7 +123,8 @@ def _sample(args: argparse.Namespace) -> int:
         streams = StackedRandom(args.seed, first, stop, block=SAMPLE_BLOCK, device=device)
         with torch.no_grad():
             result = model.sample(stop - first, extra_steps=extra, extra_temperature=t_extra,
-                                  batch_size=batch, generator=streams, start_step=start)
+                                  batch_size=batch, generator=streams, start_step=start,
+                                  noise_scale=args.noise_scale)
         parts = ([result.samples.cpu()], [result.states.cpu()])
     gathered = distributed.gather(parts)
     if not here.main:
@@ -136,7 +137,8 @@ def _sample(args: argparse.Namespace) -> int:
             "reported": REPORTED,
             "states": REPORTED_STATES, "streams": f"chain i: seed {args.seed}, block "
             f"{SAMPLE_BLOCK} (streams.StackedRandom)", **({"start_step": start} if start else {}),
-            **({"sampler": args.sampler} if args.sampler else {})}
+            **({"sampler": args.sampler} if args.sampler else {}),
+            **({"noise_scale": args.noise_scale} if args.noise_scale != 1 else {})}
     toy = config.data.name in TOY_DATASETS
     reference = load_data(config).train[: args.num_samples] if toy else None  # generated
     write_samples(out, samples, states=states, meta=meta, reference=reference)
@@ -270,15 +272,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(raw: str) -> float:
-    """An argparse type: a finite number > 0."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {raw}")
-    return value
+def _finite(*, zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number > 0 (``>= 0`` with ``zero``)."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+        if not (0 <= value if zero else 0 < value) or not value < math.inf:
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {'>=' if zero else '>'} 0, got {raw}")
+        return value
+
+    return parse
+
+
+_positive = _finite(zero=False)
+_non_negative = _finite(zero=True)
 
 
 def _positive_minutes(raw: str) -> float:
@@ -400,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=("ddim", "ancestral"),
                    help="method=ddpm runs: DDIM steps (eta = 0) or ancestral DDPM steps "
                    "(default: the run's diffusion.eta)")
+    p.add_argument("--noise-scale", type=_non_negative, default=1.0, metavar="ETA",
+                   help="multiply the noise standard deviation of the K cooling steps by ETA "
+                   "(default 1: the operator's own law; 0: each step moves to its mean)")
     p.set_defaults(handler=_sample)
 
     p = sub.add_parser("fit-prior", help="fit and save the prior of a part-way start (reads the "

@@ -175,12 +175,13 @@ class Walkback(nn.Module):
     def sample(
         self, num_samples: int, *, extra_steps: int = 0, extra_temperature: float = 1.0,
         batch_size: int | None = None, generator: torch.Generator | None = None,
-        start_step: int | None = None,
+        start_step: int | None = None, noise_scale: float = 1.0,
     ) -> SampleResult:
         """Anneal from the prior through ``T_K..T_1`` then ``extra_steps`` steps at
         ``T_E = extra_temperature`` (1 by default); returns the visible parts of the last step's
         means (``samples``) and of the final states (``states``); use ``sampler.anneal`` on
-        ``operator`` and ``prior`` for full states.
+        ``operator`` and ``prior`` for full states. ``noise_scale``: the cooling steps' noise
+        standard deviation times this (``sampler.anneal_progressive``).
 
         ``start_step``: start part-way up, at heating step ``S``, from the saved start prior
         (``fit_start_prior``); default: the saved start step, if any, else the top (``K``)."""
@@ -188,7 +189,7 @@ class Walkback(nn.Module):
         result = anneal(
             model.operator, model.prior, model.active_temperatures, num_samples,
             extra_steps=extra_steps, extra_temperature=extra_temperature,
-            batch_size=batch_size, generator=generator,
+            noise_scale=noise_scale, batch_size=batch_size, generator=generator,
         )
         if not self.hidden_dim:
             return result

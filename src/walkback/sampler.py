@@ -1,5 +1,6 @@
 """Sampling ("walk back"): ``s_K ~ p*``, then ``s_{t-1} ~ p_{T_t}(. | s_t)`` hottest first, then
-``E`` extra steps at ``T = 1``, or at ``T_E = extra_temperature`` (docs/method.md, "Sampling")."""
+``E`` extra steps at ``T = 1``, or at ``T_E = extra_temperature`` (docs/method.md, "Sampling").
+``noise_scale`` (eta) multiplies the noise standard deviation of the ``K`` cooling steps."""
 
 from __future__ import annotations
 
@@ -57,15 +58,20 @@ def anneal_progressive(
     *,
     extra_steps: int = 0,
     extra_temperature: float = 1.0,
+    noise_scale: float = 1.0,
     generator: Generator = None,
 ) -> Iterator[ChainState]:
-    """Yield every state of the cooling chain, from the prior draw to the last extra step."""
+    """Yield every state of the cooling chain, from the prior draw to the last extra step; the
+    ``K`` cooling steps draw ``mean + eta sqrt(T var) eps`` (``eta = noise_scale``, 1: the
+    operator's own law), the extra steps their own law at ``T_E``."""
+    if not noise_scale >= 0:
+        raise ValueError(f"the cooling steps' noise scale must be >= 0, got {noise_scale}")
     temperatures = chain_temperatures(heating, extra_steps, extra_temperature).tolist()
     s = prior.sample(num_samples, generator=generator)
     yield ChainState(0, float(heating[-1]), s, None)
     for i, temperature in enumerate(temperatures, start=1):
         step = operator(s, temperature)
-        s = step.sample(generator=generator)
+        s = step.sample(generator=generator, noise_scale=noise_scale if i <= len(heating) else 1.0)
         yield ChainState(i, temperature, s, step.mean)
 
 
@@ -78,6 +84,7 @@ def anneal(
     *,
     extra_steps: int = 0,
     extra_temperature: float = 1.0,
+    noise_scale: float = 1.0,
     batch_size: int | None = None,
     generator: Generator = None,
     callback: Callable[[ChainState, int], None] | None = None,
@@ -102,7 +109,7 @@ def anneal(
         last = None
         for last in anneal_progressive(
             operator, prior, heating, stop - start, extra_steps=extra_steps,
-            extra_temperature=extra_temperature, generator=streams,
+            extra_temperature=extra_temperature, noise_scale=noise_scale, generator=streams,
         ):
             if callback is not None:
                 callback(last, start)

@@ -56,11 +56,13 @@ class GaussianStep:
         ``gaussian_log_prob``)."""
         return gaussian_log_prob(x, self.mean, self.total_var, weights)
 
-    def sample(self, *, generator: Generator = None) -> torch.Tensor:
-        """Draw ``s' = mean + sqrt(T * var) * eps`` (``generator``: see ``streams``)."""
+    def sample(self, *, generator: Generator = None, noise_scale: float = 1.0) -> torch.Tensor:
+        """Draw ``s' = mean + eta sqrt(T * var) * eps`` (``generator``: see ``streams``;
+        ``eta = noise_scale``, 1 for the operator's own law)."""
         eps = randn(self.mean.shape, generator=generator, device=self.mean.device,
                     dtype=self.mean.dtype)
-        return self.mean + self.total_var.sqrt() * eps
+        std = self.total_var.sqrt()
+        return self.mean + (std if noise_scale == 1 else noise_scale * std) * eps
 
 
 def denoised_mean(s: torch.Tensor, d: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:

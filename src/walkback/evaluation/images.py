@@ -314,6 +314,7 @@ def evaluate_samples_file(path: str | Path, *, data: str, data_root: str,
     meta = loaded.meta
     base = {**_copy(image_data, metrics), "num_samples": len(images), "K": meta.get("K"),
             "E": meta.get("E"), **({"T_E": meta["T_E"]} if "T_E" in meta else {}),
+            **({"noise_scale": meta["noise_scale"]} if "noise_scale" in meta else {}),
             "seed": meta.get("seed"), "samples_file": str(path),
             "samples_sha256": loaded.sha256, "key": loaded.key, "layout": loaded.layout,
             "reported": meta.get("reported", "as stored in the file")}

@@ -104,16 +104,19 @@ def _residual_moments(
 def cooling_moments(
     op: LinearGaussian, temperatures: torch.Tensor, prior_mean: torch.Tensor,
     prior_var: torch.Tensor, *, extra_steps: int = 0, extra_temperature: float = 1.0,
+    noise_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``(d,)`` and covariance ``(d, d)`` of ``s_0`` under the cooling chain, then
     ``extra_steps`` more steps at ``T_E = extra_temperature``: ``mu <- M mu + c``,
-    ``Sigma <- M Sigma M^T + T D`` for ``T = T_K, ..., T_1, T_E, ..., T_E``."""
+    ``Sigma <- M Sigma M^T + g T D`` for ``T = T_K, ..., T_1, T_E, ..., T_E``, with ``g =
+    noise_scale^2`` on the cooling steps and 1 on the extra ones."""
     mean = torch.as_tensor(prior_mean, dtype=_F64).clone()
     cov = torch.diag(torch.as_tensor(prior_var, dtype=_F64))
-    chain = temperatures.to(_F64).flip(0).tolist() + [float(extra_temperature)] * extra_steps
-    for temperature in chain:
+    cooling = temperatures.to(_F64).flip(0).tolist()
+    gains = [noise_scale**2] * len(cooling) + [1.0] * extra_steps
+    for temperature, gain in zip(cooling + [float(extra_temperature)] * extra_steps, gains):
         mean = op.matrix @ mean + op.offset
-        cov = op.matrix @ cov @ op.matrix.T + op.noise_cov(temperature)
+        cov = op.matrix @ cov @ op.matrix.T + gain * op.noise_cov(temperature)
     return mean, cov
 
 
