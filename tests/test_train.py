@@ -157,6 +157,38 @@ def test_nan_loss_in_accumulate_mode(tmp_path: Path, monkeypatch) -> None:
     assert not (tmp_path / "model").exists()
 
 
+def test_nan_in_transitions_mode_names_the_first_bad_update_of_the_minibatch(
+        tmp_path: Path, monkeypatch) -> None:
+    """The minibatch's updates are checked together at its end: the updates after a NaN run on
+    broken weights, yet the error names the first bad one and nothing new is saved."""
+    real, calls = train_module.transition_walkback_loss, {"n": 0}
+    per_minibatch = 5 * 64 // 16  # K transitions of each of the 64 paths, 16 per update
+
+    def poisoned(*args, **kwargs) -> torch.Tensor:
+        loss = real(*args, **kwargs)
+        calls["n"] += 1
+        return loss * float("nan") if calls["n"] == 6 * per_minibatch + 3 else loss
+
+    monkeypatch.setattr(train_module, "transition_walkback_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 6, update 3: 16 "
+                       r"transitions"):
+        train(_config("train.mode=transitions", "train.batch_size=64",
+                      "train.transition_batch=16"), tmp_path, progress=False)
+    assert calls["n"] == 7 * per_minibatch  # the rest of the minibatch ran before the check
+    assert _steps(tmp_path) == [5]
+    assert not (tmp_path / "model").exists()
+
+
+def test_the_guard_names_a_non_finite_gradient_norm() -> None:
+    guard = train_module._FiniteGuard()
+    guard.record(torch.tensor(1.0), torch.tensor(2.0), "update 1")
+    guard.record(torch.tensor(1.5), torch.tensor(float("inf")), "update 2")
+    guard.record(torch.tensor(float("nan")), torch.tensor(1.0), "update 3")
+    with pytest.raises(TrainingError, match=r"^non-finite gradient norm at update 2; stopping"):
+        guard.check()
+    guard.check()  # emptied by the check: nothing left to report
+
+
 def test_transitions_mode_makes_k_times_batch_over_size_updates(tmp_path: Path) -> None:
     """5 heating steps x 200 paths = 1000 transitions per minibatch, 300 per update -> 4 updates,
     the last of 100; the per-update terms average to the path's mean step term."""

@@ -159,6 +159,8 @@ class TrainConfig:
     # busy machine 1 avoids oversubscription (100 mog steps on 2 cores beside one busy process:
     # 12.2 s with 1 thread, 24.1 s with the default; README)
     compile: bool = False  # torch.compile the backbone
+    graph_heating: bool = False  # one GPU process: replay the heating's no-grad forwards from CUDA
+    # graphs, one capture per batch shape (graphs.GraphedForward; the same paths, less launch cost)
     noise: str = "global"  # where the training's random numbers come from: "global": one generator
     # for the run (one process only); "streams": per-example streams seeded by (seed, step, place
     # in the minibatch), so that torchrun with any number of processes trains the same updates
@@ -514,6 +516,11 @@ def validate(config: Config) -> Config:
                                       or flat["train.objective"] != "paper"):
         raise ConfigError("config key train.input_noise: needs train.mode=transitions and "
                           "train.objective=paper")
+    if flat["train.graph_heating"] and (flat["method"] != "walkback" or flat["train.heating"] != "model"
+                                        or flat["train.compile"]):
+        raise ConfigError("config key train.graph_heating: replays the operator's own heating "
+                          "(method=walkback, train.heating=model) and does not combine with "
+                          "train.compile")
     if not 0 <= flat["schedule.n1"] <= flat["schedule.num_steps"]:
         raise ConfigError("config key schedule.n1: must be in [0, schedule.num_steps]")
     if flat["model.min_var_at_1"]:

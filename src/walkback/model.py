@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -139,15 +140,17 @@ class Walkback(nn.Module):
         """Heating temperatures ``T_1..T_K`` in use (``K = num_active``)."""
         return self.temperatures[: int(self.num_active)].cpu()
 
-    def heating_path(self, temperatures: torch.Tensor | None = None) -> HeatingPath:
+    def heating_path(self, temperatures: torch.Tensor | None = None, *,
+                     forward: Callable | None = None) -> HeatingPath:
         """The inference path ``q`` at ``temperatures`` (default: the active ones): the operator
-        heated (VW) or a fixed Gaussian diffusion (the ``heating=fixed`` ablation)."""
+        heated (VW; ``forward``: what computes its steps, see ``OperatorHeating``) or a fixed
+        Gaussian diffusion (the ``heating=fixed`` ablation)."""
         temps = self.active_temperatures if temperatures is None else temperatures
         if self.heating == "fixed":
             return FixedDiffusionHeating(fixed_diffusion_betas(temps))
         if self.heating == "vp":  # the DDPM: its forward process on the sampling levels
             return FixedDiffusionHeating(grid_betas(self.operator.alphas_bar, temps))
-        return OperatorHeating(self.operator, temps)
+        return OperatorHeating(self.operator, temps, forward)
 
     @property
     def visible_dim(self) -> int:

@@ -33,6 +33,7 @@ from .data.images import dequantize_model_space
 from .data.loader import batch_indices
 from .diffusion import denoising_loss
 from .errors import CheckpointError, ConfigError, TrainingError
+from .graphs import GraphedForward
 from .model import Walkback, build_model, load_state
 from .runs import amp_autocast, enable_fast_kernels, holds_run, load_data, resolve_device
 from .objective import (
@@ -117,16 +118,43 @@ def _copy_buffers(ema: Walkback, model: Walkback) -> None:
         b_ema.copy_(b)
 
 
+class _FiniteGuard:
+    """The NaN/Inf guard of one minibatch's updates: each update records its loss and gradient
+    norm, and ``check`` reads them all at once, so that the updates of a minibatch do not each
+    wait for the GPU. A non-finite value stops training, naming the first update that had one,
+    before anything is saved (the updates after it ran on broken weights, which are dropped)."""
+
+    def __init__(self) -> None:
+        self._values: list[torch.Tensor] = []
+        self._places: list[str] = []
+
+    def record(self, loss: torch.Tensor, norm: torch.Tensor, where: str) -> None:
+        self._values.append(torch.stack([loss.detach().float(), norm.detach().float()]))
+        self._places.append(where)
+
+    def check(self) -> None:
+        if not self._values:
+            return
+        values = torch.stack(self._values).cpu()  # the one wait for the GPU
+        places, self._values, self._places = self._places, [], []
+        bad = (~torch.isfinite(values)).nonzero().tolist()  # row-major: update, then loss/norm
+        if not bad:
+            return
+        update, which = bad[0]
+        if which == 0:
+            raise TrainingError(f"non-finite loss ({float(values[update, 0])}) at "
+                                f"{places[update]}; stopping, nothing saved")
+        raise TrainingError(f"non-finite gradient norm at {places[update]}; stopping, nothing saved")
+
+
 def _update(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, loss: torch.Tensor,
-            config: Config, where: str) -> torch.Tensor:
-    """One optimizer step with the NaN/Inf guard; returns the gradient norm before clipping."""
-    if not torch.isfinite(loss):
-        raise TrainingError(f"non-finite loss ({loss.item()}) at {where}; stopping, nothing saved")
+            config: Config, guard: _FiniteGuard, where: str) -> torch.Tensor:
+    """One optimizer step, its loss and gradient norm recorded in ``guard``; returns the
+    gradient norm before clipping."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-    if not torch.isfinite(norm):
-        raise TrainingError(f"non-finite gradient norm at {where}; stopping, nothing saved")
+    guard.record(loss, norm, where)
     opt.step()
     # the count of updates travels in the optimizer's param group, so checkpoints keep it (as an
     # LR scheduler's "initial_lr" does)
@@ -152,7 +180,9 @@ def _train_denoising_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.
         x = dequantize_model_space(x, generator=random.examples)
     with _autocast(config, x):
         loss = denoising_loss(model.operator, x, generator=random.examples).mean()
-    norm = _update(model, ema, opt, loss, config, f"step {step}, the denoising loss")
+    guard = _FiniteGuard()
+    norm = _update(model, ema, opt, loss, config, guard, f"step {step}, the denoising loss")
+    guard.check()
     return {"loss_per_dim": float(loss.detach()), "grad_norm": float(norm), "updates": 1,
             "transitions": len(x)}
 
@@ -202,7 +232,7 @@ class _Walk:
     """One minibatch's heating, shared by the walk-back modes: the lifted data ``x``, the heating
     path of all ``K`` steps (the sigma2_max rule may end it early), per-unit ``weights`` of the
     terms (``None`` unless ``train.hidden_weight`` reweighs the rate network's hidden units), and
-    what an update needs."""
+    what an update needs (the NaN/Inf ``guard``, checked when the minibatch's updates are done)."""
 
     model: Walkback
     ema: Walkback
@@ -215,6 +245,7 @@ class _Walk:
     heating: HeatingPath
     weights: torch.Tensor | None
     max_var: float | None
+    guard: _FiniteGuard = dataclasses.field(default_factory=_FiniteGuard)
 
     @property
     def dim(self) -> int:
@@ -224,7 +255,8 @@ class _Walk:
         return _autocast(self.config, self.x)
 
     def update(self, loss: torch.Tensor, where: str) -> torch.Tensor:
-        return _update(self.model, self.ema, self.opt, loss, self.config, f"step {self.step}, {where}")
+        return _update(self.model, self.ema, self.opt, loss, self.config, self.guard,
+                       f"step {self.step}, {where}")
 
     def walk_away(self, *, reparameterized: bool = False) -> Trajectory:
         """The heating path of this process's examples; its per-step noise variances are the
@@ -348,9 +380,11 @@ def _walk_back_mode(config: Config):
 
 
 def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer, x: torch.Tensor,
-                     config: Config, random: _Random, step: int) -> dict[str, float]:
-    """Heat ``x`` (this process's share of the minibatch) and train the walk back (or the DDPM's
-    denoiser); returns the statistics."""
+                     config: Config, random: _Random, step: int,
+                     heat_forward: GraphedForward | None = None) -> dict[str, float]:
+    """Heat ``x`` (this process's share of the minibatch; ``heat_forward``: the graphed
+    forward of ``train.graph_heating``) and train the walk back (or the DDPM's denoiser);
+    returns the statistics."""
     if config.method == "ddpm":
         return _train_denoising_minibatch(model, ema, opt, x, config, random, step)
     if config.train.dequantize:
@@ -363,9 +397,11 @@ def _train_minibatch(model: Walkback, ema: Walkback, opt: torch.optim.Optimizer,
         temps = model.temperatures.cpu()
     weights = unit_weights(model.visible_dim, model.hidden_dim, config.train.hidden_weight,
                            device=x.device)
-    walk = _Walk(model, ema, opt, config, random, step, x, temps, model.heating_path(temps),
-                 weights, config.schedule.max_variance or None)
+    walk = _Walk(model, ema, opt, config, random, step, x, temps,
+                 model.heating_path(temps, forward=heat_forward), weights,
+                 config.schedule.max_variance or None)
     done = _walk_back_mode(config)(walk)
+    walk.guard.check()
     model.prior.update(done.end, config.train.prior_momentum, reduce=distributed.all_mean)
     if config.model.mean_scale == "denoise":  # the input scale c_in(T) follows the heating
         # (done.noise is already the whole minibatch's: walk_away and _online average it)
@@ -465,6 +501,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         torch.set_num_threads(cfg.threads)
     data = load_data(config)  # both checked before anything is written
     _check_world(config, here, len(data.train))
+    _check_graph_heating(config, device, here)
     if here.main:
         _prepare_run_dir(config, run_dir, resume, overwrite)
     distributed.barrier()
@@ -495,6 +532,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         atomic_write_text(run_dir / "config.json", config_to_json(config))
     log = MetricsLog(run_dir / "metrics.jsonl", step) if here.main else None
     distributed.wrap_backbone(model, device)  # several processes: DDP all-reduces the gradients
+    heat_forward = GraphedForward(model.operator, cfg.amp) if cfg.graph_heating else None
 
     # --- step
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="batch")
@@ -509,7 +547,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         mine = batch[random.start: random.start + len(batch) // here.size]  # this process's share
         try:
             stats = _train_minibatch(model, ema, opt, train_x[mine.to(device)], config, random,
-                                     step)
+                                     step, heat_forward)
         except RuntimeError as exc:  # the gradients' all-reduce: a process died or hangs
             if not here.distributed:
                 raise
@@ -553,6 +591,14 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False, overwrit
         _finish_model(ema, train_x, config, run_dir / "model")
     distributed.barrier()
     return TrainResult(run_dir, step, ema)
+
+
+def _check_graph_heating(config: Config, device: torch.device, here: distributed.World) -> None:
+    """``train.graph_heating`` needs one process on a GPU (checked before anything is written)."""
+    if config.train.graph_heating and (device.type != "cuda" or here.distributed):
+        where = f"{here.size} processes" if here.distributed else f"a {device.type} device"
+        raise ConfigError(f"config key train.graph_heating: needs one process on a GPU, this "
+                          f"run has {where}")
 
 
 def _check_world(config: Config, here: distributed.World, num_train: int) -> None:

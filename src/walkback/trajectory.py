@@ -7,6 +7,7 @@ Two heating paths share one interface, ``step(s, t) -> GaussianStep`` for ``t = 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,18 +36,23 @@ class HeatingPath(Protocol):
 
 class OperatorHeating:
     """``q(s_t | s_{t-1}) = p_{T_t}(s_t | s_{t-1})``: the model's own operator, heated.
-    ``temperatures``: ``(K,)``, or ``(K, B)`` for one temperature per path and step."""
+    ``temperatures``: ``(K,)``, or ``(K, B)`` for one temperature per path and step; ``forward``
+    computes the operator's step (default: the operator; training may pass its CUDA-graphed
+    no-grad forward, ``graphs.GraphedForward``)."""
 
-    def __init__(self, operator: TransitionOperator, temperatures: torch.Tensor) -> None:
+    def __init__(self, operator: TransitionOperator, temperatures: torch.Tensor,
+                 forward: Callable[[torch.Tensor, float | torch.Tensor], GaussianStep] | None = None
+                 ) -> None:
         self.operator = operator
         self.temperatures = temperatures
         self.num_steps = len(temperatures)
+        self.forward = forward or operator
 
     def step(self, s: torch.Tensor, t: int) -> GaussianStep:
         temperature = self.temperatures[t]
         if temperature.dim():  # one per path
-            return self.operator(s, temperature.to(s.device, s.dtype))
-        return self.operator(s, float(temperature))
+            return self.forward(s, temperature.to(s.device, s.dtype))
+        return self.forward(s, float(temperature))
 
 
 class FixedDiffusionHeating:
