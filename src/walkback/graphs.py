@@ -1,5 +1,5 @@
 """The heating's no-grad forwards replayed from CUDA graphs (``train.graph_heating``,
-docs/method.md, "Where the time goes").
+docs/method.md, "What a GPU waits for").
 
 Each heating step of a minibatch is one no-grad forward of the operator on a batch of the same
 shape, from the weights being trained. ``GraphedForward`` captures that forward once per input
