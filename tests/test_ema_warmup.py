@@ -14,7 +14,7 @@ from walkback import get_preset
 from walkback.checkpoint import latest_checkpoint, load_checkpoint
 from walkback.config import apply_overrides
 from walkback.model import build_model
-from walkback.train import _update, ema_decay, train
+from walkback.train import _FiniteGuard, _update, ema_decay, train
 
 
 def test_the_decay_rises_from_a_tenth_to_train_ema() -> None:
@@ -53,7 +53,7 @@ def test_the_training_step_averages_with_the_decay_of_its_update(warmup: bool) -
     x = torch.randn(32, 2)
     for n in range(5):
         loss = model.operator(x, 1.0).mean.square().mean()
-        _update(model, ema, opt, loss, config, f"update {n}")
+        _update(model, ema, opt, loss, config, _FiniteGuard(), f"update {n}")
         d = ema_decay(n, 0.9, warmup)
         expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, model.parameters())]
         assert opt.param_groups[0]["updates"] == n + 1

@@ -49,8 +49,10 @@ def test_the_setting_is_checked_and_the_ddpm_refuses_it() -> None:
 
 
 def test_a_conditioned_operator_off_its_schedule_is_warned_about() -> None:
-    jittered = get_preset("mog-tuned")  # conditioned, T_t = 1 (6 times), 1.2, 1.44, ...
-    tuned = apply_overrides(get_preset("mog-tuned"), ["train.temperature_jitter=false"])
+    # conditioned, T_t = 1 (6 times), 1.2, 1.44, ...
+    jittered = apply_overrides(get_preset("mog-tuned"), ["schedule.factor=1.2"])
+    tuned = apply_overrides(get_preset("mog-tuned"), ["schedule.factor=1.2",
+                                                      "train.temperature_jitter=false"])
     with pytest.warns(UserWarning, match=r"--extra-temperature 1.1: .*nearest: 1 and 1\.2"):
         extra_temperature(tuned, 1.1)
     with warnings.catch_warnings():

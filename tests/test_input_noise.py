@@ -94,8 +94,8 @@ def test_the_ddpm_baseline_refuses_the_key() -> None:
 
 
 SETS = ["mlp.hidden=32", "data.num_train=2000", "data.num_heldout=200", "schedule.num_steps=6",
-        "schedule.n1=1", "train.batch_size=64", "train.transition_batch=48", "train.steps=6",
-        "train.device=cpu", "train.log_every=3", "train.checkpoint_every=6",
+        "sample.start_step=6", "schedule.n1=1", "train.batch_size=64", "train.transition_batch=48",
+        "train.steps=6", "train.device=cpu", "train.log_every=3", "train.checkpoint_every=6",
         "sample.num_samples=100"]
 
 

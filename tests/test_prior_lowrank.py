@@ -99,7 +99,7 @@ def test_the_rank_is_checked() -> None:
         _model().start_at(len(TEMPS), _data(10), rank=4)
     with pytest.raises(TypeError, match="fitted"):
         _prior(3, 1).update(torch.zeros(2, 3, dtype=F64), 0.9)
-    config = get_preset("mog-tuned")
+    config = get_preset("mog")  # no part-way start
     with pytest.raises(ConfigError, match="sample.start_rank"):
         apply_overrides(config, ["sample.start_rank=1"])
 

@@ -76,7 +76,7 @@ def small_top_run(factory: pytest.TempPathFactory, name: str, steps: int, *prior
     config = apply_overrides(get_preset("mog-tuned"), [
         f"train.steps={steps}", "train.device=cpu", "mlp.hidden=16", "mlp.depth=1",
         "data.num_train=2000", "schedule.num_steps=6", "schedule.n1=1", "sample.start_step=6",
-        *prior])
+        "sample.start_components=0", *prior])
     path = factory.mktemp("runs") / name
     train(config, path, progress=False)
     return path
