@@ -516,8 +516,8 @@ def validate(config: Config) -> Config:
                                       or flat["train.objective"] != "paper"):
         raise ConfigError("config key train.input_noise: needs train.mode=transitions and "
                           "train.objective=paper")
-    if flat["train.graph_heating"] and (flat["method"] != "walkback" or flat["train.heating"] != "model"
-                                        or flat["train.compile"]):
+    if flat["train.graph_heating"] and (flat["method"] != "walkback" or flat["train.compile"]
+                                        or flat["train.heating"] != "model"):
         raise ConfigError("config key train.graph_heating: replays the operator's own heating "
                           "(method=walkback, train.heating=model) and does not combine with "
                           "train.compile")

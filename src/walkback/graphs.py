@@ -7,7 +7,8 @@ shape (after a few eager warm-up calls, which also let cuDNN pick its kernels) a
 it: the GPU runs the same kernels without the Python and launch cost of each. The graph reads the
 weights where they live, and the optimizer updates them in place, so every replay uses the
 current weights. Only the network runs in the graph; the noise of each step is drawn outside it
-from the run's generators, so the heating paths are those of the eager forward.
+from the run's generators, so the heating paths are those of the eager forward up to the
+kernels' rounding.
 """
 
 from __future__ import annotations
