@@ -11,6 +11,11 @@
 #   paths-512:  train.batch_size=512  (512 heating paths per minibatch, 60 updates of 256
 #               transitions: the heating's cost per update halves, each update's paths are
 #               older; docs/RESULTS.md, "More heating paths per minibatch")
+#   graphs:     train.graph_heating=true (the heating's forwards replayed from CUDA graphs:
+#               more updates in the same minutes; docs/RESULTS.md, "Where the time goes")
+#   train-60k:  data.num_train=60000 (the whole training split instead of the first 20,000)
+# Every arm keeps the preset's mixture start (sample.start_step=30, sample.start_components=10),
+# so top-1.2 is the 2-D presets' change (a lower top with a mixture start) on MNIST.
 # MINUTES (default 1.5) each, ONE seed per call, `mnist-tuned` trained in the same call; scored
 # as mnist_tuned.sh scores (2,000 samples, 30 steps, after K more steps, the MNIST classifier's
 # feature FID and smallest class, the bound on 500 test images). With TIME_LIMIT=S the
@@ -25,6 +30,8 @@ timeout "${TIME_LIMIT:-0}" walkback compare --presets mnist-tuned \
   --variant noise-0.1 mnist-tuned train.input_noise=0.1 \
   --variant decoupled mnist-tuned train.objective=decoupled train.variance_weight=0.1 \
   --variant paths-512 mnist-tuned train.batch_size=512 \
+  --variant graphs mnist-tuned train.graph_heating=true \
+  --variant train-60k mnist-tuned data.num_train=60000 \
   --minutes "$minutes" --save-at "$minutes" --seeds "$seed" --out-dir "$out" \
   --set "data.root=$root" --data-root "$root" --fid-weights "$weights" --num-samples 2000 \
   --chain-steps 0,K --bound-points 500 --amp bf16 --no-progress || status=$?
