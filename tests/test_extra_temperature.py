@@ -62,28 +62,43 @@ def test_a_conditioned_operator_off_its_schedule_is_warned_about() -> None:
             assert extra_temperature(config, value) == value
 
 
+def _sample_command(run_dir: Path, out: Path, num: int, extra: int, *flags: str
+                    ) -> tuple[dict, np.ndarray]:
+    """``walkback sample`` of ``num`` chains with ``extra`` steps past K and ``flags``: the
+    written file's meta and samples."""
+    assert main(["sample", "--run-dir", str(run_dir), "--num-samples", str(num), "--extra-steps",
+                 str(extra), *flags, "--out", str(out)]) == 0
+    with np.load(out) as npz:
+        return json.loads(str(npz["meta"])), npz["samples"]
+
+
+def _assert_the_api_draws(run_dir: Path, samples: np.ndarray, **options) -> None:
+    """``samples`` are what ``Walkback.sample`` draws with ``options`` and the command's streams."""
+    streams = StackedRandom(0, 0, len(samples), block=SAMPLE_BLOCK)
+    expected = walkback.load(run_dir).sample(len(samples), generator=streams, **options)
+    np.testing.assert_array_equal(samples, expected.samples.numpy())
+
+
+def _assert_refused(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flag: str,
+                    *values: str) -> None:
+    """Each of ``values`` for ``flag`` exits with code 2, naming the flag, and writes nothing."""
+    capsys.readouterr()
+    for value in values:
+        with pytest.raises(SystemExit) as exit_:
+            _sample_command(run_dir, tmp_path / "x.npz", 10, 1, flag, value)
+        assert exit_.value.code == 2 and flag in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
 def test_sample_command_runs_the_steps_past_k_at_t_extra(run_dir: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "hot.npz"
-    args = ["sample", "--run-dir", str(run_dir), "--num-samples", "60", "--extra-steps", "4"]
-    assert main([*args, "--extra-temperature", "1.5", "--out", str(out)]) == 0
-    with np.load(out) as npz:
-        meta, samples = json.loads(str(npz["meta"])), npz["samples"]
+    meta, samples = _sample_command(run_dir, tmp_path / "hot.npz", 60, 4,
+                                    "--extra-temperature", "1.5")
     assert meta["T_E"] == 1.5 and meta["E"] == 4
-    model = walkback.load(run_dir)
-    streams = StackedRandom(0, 0, 60, block=SAMPLE_BLOCK)
-    expected = model.sample(60, extra_steps=4, extra_temperature=1.5, generator=streams)
-    np.testing.assert_array_equal(samples, expected.samples.numpy())
-    cold = tmp_path / "cold.npz"
-    assert main([*args, "--out", str(cold)]) == 0
-    with np.load(cold) as npz:
-        assert json.loads(str(npz["meta"]))["T_E"] == 1.0
-        assert not np.array_equal(npz["samples"], samples)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main([*args, "--extra-temperature", "0", "--out", str(tmp_path / "x.npz")])
-    assert exit_.value.code == 2 and "--extra-temperature" in capsys.readouterr().err
-    assert not (tmp_path / "x.npz").exists()
+    _assert_the_api_draws(run_dir, samples, extra_steps=4, extra_temperature=1.5)
+    meta, cold = _sample_command(run_dir, tmp_path / "cold.npz", 60, 4)
+    assert meta["T_E"] == 1.0 and not np.array_equal(cold, samples)
+    _assert_refused(run_dir, tmp_path, capsys, "--extra-temperature", "0")
 
 
 def test_the_2d_evaluation_records_t_extra_and_keeps_the_chain_to_k(run_dir: Path) -> None:
@@ -113,23 +128,9 @@ def test_chains_at_a_very_high_t_extra_hop_between_modes(run_dir: Path) -> None:
 
 def test_sample_command_scales_the_cooling_noise(run_dir: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "cool.npz"
-    args = ["sample", "--run-dir", str(run_dir), "--num-samples", "40", "--extra-steps", "2"]
-    assert main([*args, "--noise-scale", "0.5", "--out", str(out)]) == 0
-    with np.load(out) as npz:
-        meta, samples = json.loads(str(npz["meta"])), npz["samples"]
+    meta, samples = _sample_command(run_dir, tmp_path / "cool.npz", 40, 2, "--noise-scale", "0.5")
     assert meta["noise_scale"] == 0.5
-    streams = StackedRandom(0, 0, 40, block=SAMPLE_BLOCK)
-    expected = walkback.load(run_dir).sample(40, extra_steps=2, noise_scale=0.5, generator=streams)
-    np.testing.assert_array_equal(samples, expected.samples.numpy())
-    own = tmp_path / "own.npz"
-    assert main([*args, "--noise-scale", "1", "--out", str(own)]) == 0
-    with np.load(own) as npz:
-        assert "noise_scale" not in json.loads(str(npz["meta"]))
-        assert not np.array_equal(npz["samples"], samples)
-    capsys.readouterr()
-    for bad in ("-1", "nan", "inf"):
-        with pytest.raises(SystemExit) as exit_:
-            main([*args, "--noise-scale", bad, "--out", str(tmp_path / "x.npz")])
-        assert exit_.value.code == 2 and "--noise-scale" in capsys.readouterr().err
-    assert not (tmp_path / "x.npz").exists()
+    _assert_the_api_draws(run_dir, samples, extra_steps=2, noise_scale=0.5)
+    meta, own = _sample_command(run_dir, tmp_path / "own.npz", 40, 2, "--noise-scale", "1")
+    assert "noise_scale" not in meta and not np.array_equal(own, samples)
+    _assert_refused(run_dir, tmp_path, capsys, "--noise-scale", "-1", "nan", "inf")
