@@ -102,8 +102,9 @@ def _sample(args: argparse.Namespace) -> int:
         raise ConfigError(f"{taken[0]} already exists; pass --overwrite to replace it")
     config = load_run_config(Path(args.run_dir))
     # where and with which kernels `walkback evaluate` draws the same chains
-    here = distributed.init(run_device(args.device, config.data.name), DIST_TIMEOUT_S)
-    device = distributed.local_device(run_device(args.device, config.data.name))
+    wanted = run_device(args.device, config.data.name)
+    here = distributed.init(wanted, DIST_TIMEOUT_S)
+    device = distributed.local_device(wanted)
     enable_fast_kernels(device)
     model = load_run_model(args.run_dir, device=str(device)).eval()
     config = model.config if model.config is not None else config

@@ -42,7 +42,7 @@ _IMAGE_OPERATOR: dict[str, Any] = {"form": "conditioned", "mean_scale": "noise",
 # transitions) heated to a low top, the floor shrinking to 1e-4 at T = 1, the paper's n1 = 5
 # steps at T = 1 first (then T_K = 1.1^24, about 9.8) and every path at its own jittered
 # temperatures; the chains start from a mixture of diagonal Gaussians fitted at the end of
-# training to training points heated to the top (`_toy_tuned`). At 1.5 CPU minutes on mog (3
+# training to training points heated to the top (`_mixture_start`). At 1.5 CPU minutes on mog (3
 # seeds) dropping any of the T-aware backbone, the floor or the transitions cut the samples within
 # 3 std from 0.998 to 0.25-0.51, and the image presets' top (1.5^29) cost 0.5 nats of bound. At
 # 800 minibatches n1 = 5 took the spiral's nearest ratio from 1.22 to 1.07 and its bound from
@@ -77,10 +77,11 @@ def _toy(name: str, **changes: Any) -> dict[str, Any]:
     return _merge(_TOY, {"data": {"name": name}}, changes)
 
 
-def _toy_tuned(name: str, components: int) -> dict[str, Any]:
-    """The tuned recipe on toy ``name``, its chains started at the top (step K = 30) from a
-    mixture of ``components`` diagonal Gaussians."""
-    return _toy(name, **_TOY_TUNED, sample={"start_step": 30, "start_components": components})
+def _mixture_start(components: int) -> dict[str, Any]:
+    """The chains of a K = 30 preset start at its top from a mixture of ``components`` diagonal
+    Gaussians, fitted at the end of training to training data heated to the top and saved with
+    the model (docs/method.md, "A mixture start prior")."""
+    return {"sample": {"start_step": 30, "start_components": components}}
 
 
 # Images (GPU). "-paper" presets follow the 2017 runs (docs/method.md, "The 2017 code": MNIST
@@ -135,8 +136,8 @@ def _image(base: dict[str, Any], name: str, **changes: Any) -> dict[str, Any]:
 # jittered temperatures. At 1.5 minutes on one NVIDIA H100 (seeds 0, 1, 2) it took the `mnist`
 # preset's FID from 183, 155 and 124 to 94, 75 and 39; turned off one at a time (seed 2) the
 # floor mattered most (FID 110 without it), then the top (58) and n1 (50, one class). The
-# CIFAR-10 and CelebA presets carry the same four keys and are not measured yet; the mixture
-# start below is MNIST's alone.
+# CIFAR-10 and CelebA presets carry the same four keys and are not measured yet; among the image
+# presets only MNIST's starts from a mixture (below).
 _UNET_TUNED: dict[str, Any] = {
     "model": {"min_var_at_1": 1e-4},
     "schedule": {"factor": 1.3, "n1": 5},
@@ -147,7 +148,7 @@ _UNET_TUNED: dict[str, Any] = {
 # "A mixture start prior, three seeds"): at 5 minutes on one NVIDIA H100 (seeds 0, 1, 2, each
 # against the same model's learned prior) FID fell in every seed (by 2.3 +- 0.4), classifier FID
 # from 81 to 36 and the smallest class rose from 3.7% to 7.4%; the bound did not move.
-_MIXTURE_START: dict[str, Any] = {"sample": {"start_step": 30, "start_components": 10}}
+_MNIST_START = _mixture_start(10)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -162,12 +163,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                      train={"steps": 3000}),
     "mog-rate-sym": _toy("mog", model=_RATE_MODEL, rate={**_RATE, "symmetric": True},
                          schedule=_MOG_RATE_SCHEDULE, train={"steps": 3000}),
-    "mog-tuned": _toy_tuned("mog", 9),
-    "spiral-tuned": _toy_tuned("spiral", 20),
+    "mog-tuned": _toy("mog", **_TOY_TUNED, **_mixture_start(9)),
+    "spiral-tuned": _toy("spiral", **_TOY_TUNED, **_mixture_start(20)),
     "spiral-rate": _toy("spiral", model=_RATE_MODEL, rate={**_RATE, **_SPIRAL_RATE},
                         train={"steps": 2000, "lr": 3e-3, "hidden_weight": 0.03}),
     "mnist": _image(_UNET, "mnist"),
-    "mnist-tuned": _image(_UNET, "mnist", **_UNET_TUNED, **_MIXTURE_START),
+    "mnist-tuned": _image(_UNET, "mnist", **_UNET_TUNED, **_MNIST_START),
     # the rate network on MNIST: 784 visible + 256 hidden units, the U-Net preset's training with
     # a slower heating (f = 1.3) and 1,500 minibatches (a million weights: it trains on a CPU too)
     "mnist-rate": _image(_UNET, "mnist", model=_MNIST_RATE_MODEL, rate=_MNIST_RATE,
